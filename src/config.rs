@@ -1,0 +1,539 @@
+//! Configuration: the TOML file of SPEC §11, turned into validated, ready-to-use values
+//! in one step ([`Config::from_toml`]), so the rest of the program can rely on them.
+//!
+//! Unknown keys are errors (`deny_unknown_fields`); so are bad values, which are
+//! reported with the key's full path (`accounts[0].timezone`). Relative paths stay
+//! relative to the working directory, as SPEC §11 says.
+
+use chrono_tz::Tz;
+use encoding_rs::Encoding;
+use ipnet::IpNet;
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use crate::message::sender::Sender;
+
+/// The development configuration shipped in `config/smsdrop.toml`, embedded so that
+/// the binary runs with no `--config` at all.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../config/smsdrop.toml");
+
+/// A configuration error; the message names the key (or the TOML position).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{origin}: {message}")]
+    Syntax { origin: String, message: String },
+    #[error("{origin}: {key}: {message}")]
+    Value {
+        origin: String,
+        key: String,
+        message: String,
+    },
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub ftp: FtpConfig,
+    pub spool: SpoolConfig,
+    pub poller: PollerConfig,
+    pub limits: Limits,
+    pub numbering: NumberingConfig,
+    pub queue: QueueConfig,
+    pub http: HttpConfig,
+    pub accounts: Vec<AccountConfig>,
+}
+
+/// The file as written; `accounts` are validated into [`AccountConfig`]s.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    pub ftp: FtpConfig,
+    #[serde(default)]
+    pub spool: SpoolConfig,
+    #[serde(default)]
+    pub poller: PollerConfig,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub numbering: NumberingConfig,
+    #[serde(default)]
+    pub queue: QueueConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+    accounts: Vec<RawAccount>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FtpConfig {
+    /// Control-channel address.
+    pub listen: String,
+    /// Inclusive passive data port range.
+    pub passive_ports: [u16; 2],
+    /// A session idle this long is closed.
+    pub idle_timeout_secs: u64,
+    pub tls: Option<TlsConfig>,
+    pub login_guard: LoginGuardConfig,
+}
+
+impl Default for FtpConfig {
+    fn default() -> Self {
+        FtpConfig {
+            listen: "127.0.0.1:2121".into(),
+            passive_ports: [50000, 50100],
+            idle_timeout_secs: 600,
+            tls: None,
+            login_guard: LoginGuardConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// No login without AUTH TLS, for every account.
+    #[serde(default)]
+    pub require: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoginGuardConfig {
+    pub max_failures: u32,
+    pub window_secs: u64,
+    pub ban_secs: u64,
+}
+
+impl Default for LoginGuardConfig {
+    fn default() -> Self {
+        LoginGuardConfig {
+            max_failures: 5,
+            window_secs: 300,
+            ban_secs: 900,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpoolConfig {
+    /// Account homes are `<dir>/<login>/`.
+    pub dir: PathBuf,
+    /// Queue, processed archives, bookkeeping; never visible over FTP.
+    pub state_dir: PathBuf,
+    pub keep_processed_days: u32,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        SpoolConfig {
+            dir: "var/spool".into(),
+            state_dir: "var/state".into(),
+            keep_processed_days: 7,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PollerConfig {
+    pub interval_secs: u64,
+    /// Accounts processed at the same time.
+    pub workers: usize,
+}
+
+impl Default for PollerConfig {
+    fn default() -> Self {
+        PollerConfig {
+            interval_secs: 10,
+            workers: 2,
+        }
+    }
+}
+
+/// Bounds that keep a hostile archive from exhausting memory, disk or time.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Size of the uploaded zip file itself.
+    pub max_archive_bytes: u64,
+    /// Sum of the uncompressed sizes of the entries read.
+    pub max_uncompressed_bytes: u64,
+    /// Uncompressed / compressed size of one entry.
+    pub max_compression_ratio: u64,
+    /// Entries in the central directory (folders included).
+    pub max_entries: usize,
+    /// One line of a CSV file, in bytes after decoding to UTF-8, without its line end.
+    pub max_line_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_archive_bytes: 104_857_600,
+            max_uncompressed_bytes: 1_073_741_824,
+            max_compression_ratio: 200,
+            max_entries: 16,
+            max_line_bytes: 65_536,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NumberingConfig {
+    /// Russian numbering-plan registry CSV files.
+    pub registry_files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueBackend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    pub backend: QueueBackend,
+    /// SQLite database file.
+    pub path: PathBuf,
+    /// PostgreSQL connection string.
+    pub url: String,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            backend: QueueBackend::Sqlite,
+            path: "var/state/queue.db".into(),
+            url: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// `/metrics` and `/healthz`.
+    pub listen: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: "127.0.0.1:9090".into(),
+        }
+    }
+}
+
+/// One `[[accounts]]` entry as written in the file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccount {
+    login: String,
+    password_hash: String,
+    #[serde(default)]
+    senders: Vec<String>,
+    default_sender: Option<String>,
+    #[serde(default = "default_timezone")]
+    timezone: String,
+    #[serde(default = "default_encoding")]
+    encoding: String,
+    #[serde(default = "default_validity")]
+    default_validity_minutes: i64,
+    #[serde(default)]
+    allowed_ips: Vec<String>,
+    #[serde(default)]
+    require_tls: bool,
+}
+
+fn default_timezone() -> String {
+    "Europe/Moscow".into()
+}
+fn default_encoding() -> String {
+    "utf-8".into()
+}
+fn default_validity() -> i64 {
+    1440
+}
+
+/// A validated account.
+#[derive(Debug, Clone)]
+pub struct AccountConfig {
+    pub login: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// Approved senders, compared case-sensitively.
+    pub senders: Vec<Sender>,
+    /// Sender of the template-less format; defaults to the first of `senders`.
+    pub default_sender: Sender,
+    pub timezone: Tz,
+    /// Encoding of the account's CSV files and results CSV.
+    pub encoding: &'static Encoding,
+    pub default_validity_minutes: u32,
+    pub allowed_ips: Vec<IpNet>,
+    pub require_tls: bool,
+}
+
+impl AccountConfig {
+    /// Is `sender` one of this account's approved senders (case-sensitive)?
+    pub fn allows_sender(&self, sender: &Sender) -> bool {
+        self.senders.contains(sender)
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::from_toml(&text, &path.display().to_string())
+    }
+
+    /// The embedded development configuration.
+    pub fn embedded_default() -> Result<Config, ConfigError> {
+        Config::from_toml(EMBEDDED_DEFAULT, "embedded config/smsdrop.toml")
+    }
+
+    /// Parses and validates TOML text; `origin` names it in error messages.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            origin: origin.to_owned(),
+            message: e.to_string().trim_end().replace('\n', " | "),
+        })?;
+        raw.validate().map_err(|(key, message)| ConfigError::Value {
+            origin: origin.to_owned(),
+            key,
+            message,
+        })
+    }
+
+    pub fn account(&self, login: &str) -> Option<&AccountConfig> {
+        self.accounts.iter().find(|a| a.login == login)
+    }
+}
+
+impl RawConfig {
+    fn validate(self) -> Result<Config, (String, String)> {
+        fn bad<T>(key: &str, message: impl Into<String>) -> Result<T, (String, String)> {
+            Err((key.to_owned(), message.into()))
+        }
+        if self.ftp.listen.parse::<SocketAddr>().is_err() {
+            return bad(
+                "ftp.listen",
+                format!("{:?} is not an address:port", self.ftp.listen),
+            );
+        }
+        let [lo, hi] = self.ftp.passive_ports;
+        if lo == 0 || lo > hi {
+            return bad(
+                "ftp.passive_ports",
+                format!("[{lo}, {hi}] is not a range of ports (low ≤ high, both > 0)"),
+            );
+        }
+        if self.ftp.idle_timeout_secs == 0 {
+            return bad("ftp.idle_timeout_secs", "must be positive");
+        }
+        let guard = &self.ftp.login_guard;
+        if guard.max_failures == 0 || guard.window_secs == 0 {
+            return bad(
+                "ftp.login_guard",
+                "max_failures and window_secs must be positive",
+            );
+        }
+        if self.poller.interval_secs == 0 {
+            return bad("poller.interval_secs", "must be positive");
+        }
+        if self.poller.workers == 0 {
+            return bad("poller.workers", "must be positive");
+        }
+        let l = &self.limits;
+        for (key, value) in [
+            ("limits.max_archive_bytes", l.max_archive_bytes),
+            ("limits.max_uncompressed_bytes", l.max_uncompressed_bytes),
+            ("limits.max_compression_ratio", l.max_compression_ratio),
+            ("limits.max_entries", l.max_entries as u64),
+            ("limits.max_line_bytes", l.max_line_bytes as u64),
+        ] {
+            if value == 0 {
+                return bad(key, "must be positive");
+            }
+        }
+        if self.queue.backend == QueueBackend::Postgres && self.queue.url.trim().is_empty() {
+            return bad("queue.url", "required when queue.backend = \"postgres\"");
+        }
+        if self.http.listen.parse::<SocketAddr>().is_err() {
+            return bad(
+                "http.listen",
+                format!("{:?} is not an address:port", self.http.listen),
+            );
+        }
+        if self.accounts.is_empty() {
+            return bad("accounts", "at least one [[accounts]] entry is required");
+        }
+        let mut logins = HashSet::new();
+        let mut accounts = Vec::with_capacity(self.accounts.len());
+        for (i, raw) in self.accounts.into_iter().enumerate() {
+            let key = |field: &str| format!("accounts[{i}].{field}");
+            let account = validate_account(raw, &key)?;
+            if !logins.insert(account.login.clone()) {
+                return bad(&key("login"), format!("{:?} is used twice", account.login));
+            }
+            accounts.push(account);
+        }
+        Ok(Config {
+            ftp: self.ftp,
+            spool: self.spool,
+            poller: self.poller,
+            limits: self.limits,
+            numbering: self.numbering,
+            queue: self.queue,
+            http: self.http,
+            accounts,
+        })
+    }
+}
+
+fn validate_account(
+    raw: RawAccount,
+    key: &dyn Fn(&str) -> String,
+) -> Result<AccountConfig, (String, String)> {
+    let err = |field: &str, message: String| Err((key(field), message));
+    if !is_valid_login(&raw.login) {
+        return err(
+            "login",
+            format!(
+                "{:?} is not a usable login (1-64 of A-Z a-z 0-9 . _ -, not starting with '.')",
+                raw.login
+            ),
+        );
+    }
+    if let Err(e) = argon2::password_hash::phc::PasswordHash::new(&raw.password_hash) {
+        return err("password_hash", format!("not a PHC string ({e})"));
+    }
+    if !raw.password_hash.starts_with("$argon2id$") {
+        return err(
+            "password_hash",
+            "must be an argon2id hash made by `smsdrop hash-password`".into(),
+        );
+    }
+    let mut senders = Vec::new();
+    for (j, s) in raw.senders.iter().enumerate() {
+        match Sender::parse(s) {
+            Ok(sender) => senders.push(sender),
+            Err(why) => return err(&format!("senders[{j}]"), format!("{s:?}: {why}")),
+        }
+    }
+    let default_sender = match &raw.default_sender {
+        Some(s) => {
+            let sender = match Sender::parse(s) {
+                Ok(sender) => sender,
+                Err(why) => return err("default_sender", format!("{s:?}: {why}")),
+            };
+            if !senders.contains(&sender) {
+                return err(
+                    "default_sender",
+                    format!("{s:?} is not one of this account's senders"),
+                );
+            }
+            sender
+        }
+        None => match senders.first() {
+            Some(first) => first.clone(),
+            None => {
+                return err(
+                    "senders",
+                    "the account has no usable sender: list at least one in senders".into(),
+                );
+            }
+        },
+    };
+    let timezone: Tz = match raw.timezone.parse() {
+        Ok(tz) => tz,
+        Err(_) => {
+            return err(
+                "timezone",
+                format!("{:?} is not an IANA time zone", raw.timezone),
+            );
+        }
+    };
+    let Some(encoding) = Encoding::for_label(raw.encoding.trim().as_bytes()) else {
+        return err(
+            "encoding",
+            format!("{:?} is not a WHATWG encoding label", raw.encoding),
+        );
+    };
+    if encoding == encoding_rs::REPLACEMENT {
+        return err("encoding", format!("{:?} cannot decode text", raw.encoding));
+    }
+    let validity = match u32::try_from(raw.default_validity_minutes) {
+        Ok(v) if v > 0 => v,
+        _ => {
+            return err(
+                "default_validity_minutes",
+                format!(
+                    "{} is not a positive number of minutes",
+                    raw.default_validity_minutes
+                ),
+            );
+        }
+    };
+    let mut allowed_ips = Vec::new();
+    for (j, cidr) in raw.allowed_ips.iter().enumerate() {
+        let net = cidr
+            .parse::<IpNet>()
+            .or_else(|_| cidr.parse::<std::net::IpAddr>().map(IpNet::from));
+        match net {
+            Ok(net) => allowed_ips.push(net),
+            Err(_) => {
+                return err(
+                    &format!("allowed_ips[{j}]"),
+                    format!("{cidr:?} is not an IP address or CIDR block"),
+                );
+            }
+        }
+    }
+    Ok(AccountConfig {
+        login: raw.login,
+        password_hash: raw.password_hash,
+        senders,
+        default_sender,
+        timezone,
+        encoding,
+        default_validity_minutes: validity,
+        allowed_ips,
+        require_tls: raw.require_tls,
+    })
+}
+
+/// Logins become folder names and archive-name prefixes, so they are kept to a
+/// conservative, file-system-safe alphabet.
+fn is_valid_login(login: &str) -> bool {
+    (1..=64).contains(&login.len())
+        && !login.starts_with('.')
+        && login
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// The argon2id PHC string for `password`, with a fresh random salt.
+pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error> {
+    use argon2::PasswordHasher;
+    Ok(argon2::Argon2::default()
+        .hash_password(password.as_bytes())?
+        .to_string())
+}

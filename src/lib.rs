@@ -1,0 +1,37 @@
+//! smsdrop turns zip archives dropped on an FTP/FTPS server into validated,
+//! scheduled SMS in a durable queue.
+//!
+//! # Layout
+//!
+//! The pipeline is the architecture; each stage is one module:
+//!
+//! ```text
+//!  upload ─▶ batch ─▶ archive ─▶ text ─▶ csv ─▶ format ─▶ message ─▶ sink
+//!  (name)   (name    (zip, limits, (decode,  (records) (template/ (phone, text,   (check output,
+//!            rules)   layout)      lines)             plain)     schedule, …)    queue later)
+//! ```
+//!
+//! - [`config`]: the TOML configuration, validated in one step.
+//! - [`batch`]: archive names `<login>_<YYYYMMDDhhmmss>.zip`.
+//! - [`archive`]: opens a zip, enforces `[limits]`, rejects hostile entries, finds
+//!   the layout, streams entries.
+//! - [`text`]: account encoding → UTF-8, `BAD_ENCODING` with the line.
+//! - [`csv`]: `;` CSV records with line numbers and bounded size.
+//! - [`format`]: the template and template-less formats.
+//! - [`message`]: per-row phone, sender, substitution, schedule, segments.
+//! - [`zone`]: subscriber time zones for `localtime=1`.
+//! - [`process`]: one archive end to end, rows to a [`process::RowSink`].
+//! - [`check`]: the `smsdrop check` dry run and its output formats.
+//! - [`error`]: the customer-visible error codes.
+
+pub mod archive;
+pub mod batch;
+pub mod check;
+pub mod config;
+pub mod csv;
+pub mod error;
+pub mod format;
+pub mod message;
+pub mod process;
+pub mod text;
+pub mod zone;

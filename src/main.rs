@@ -1,0 +1,112 @@
+//! The `smsdrop` command: parses arguments, loads the configuration, calls into the
+//! library and maps the result to an exit code (0 accepted, 1 rejected, 2 usage or
+//! configuration error).
+
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand};
+
+use smsdrop::check::{self, CheckRequest, OutputFormat};
+use smsdrop::config::Config;
+use smsdrop::process::Status;
+use smsdrop::zone::AccountZoneOnly;
+
+#[derive(Parser)]
+#[command(
+    name = "smsdrop",
+    version,
+    about = "Zip archives over FTP → validated, scheduled SMS"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Dry run: show what an archive would do; nothing is queued or written.
+    Check {
+        /// The archive, named <login>_<YYYYMMDDhhmmss>.zip.
+        archive: PathBuf,
+        /// Configuration file (default: the embedded development config).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Account to check against (default: the login in the archive name).
+        #[arg(long)]
+        account: Option<String>,
+        /// Processing time, RFC 3339 (default: now).
+        #[arg(long, value_parser = parse_now)]
+        now: Option<DateTime<Utc>>,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+    },
+    /// Print the argon2id PHC hash of the password read from standard input.
+    HashPassword,
+}
+
+fn parse_now(s: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("{s:?} is not an RFC 3339 time such as 2026-11-23T07:00:00Z ({e})"))
+}
+
+fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
+    Ok(match path {
+        Some(path) => Config::load(path)?,
+        None => Config::embedded_default()?,
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("smsdrop: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Check {
+            archive,
+            config,
+            account,
+            now,
+            format,
+        } => {
+            let config = load_config(config.as_deref())?;
+            let request = CheckRequest {
+                archive: &archive,
+                account: account.as_deref(),
+                now,
+                format,
+            };
+            let stdout = io::stdout();
+            let mut out = io::BufWriter::new(stdout.lock());
+            let status = check::run(&config, &AccountZoneOnly, &request, &mut out)?;
+            out.flush()?;
+            Ok(match status {
+                Status::Accepted | Status::PartiallyAccepted => ExitCode::SUCCESS,
+                Status::Rejected => ExitCode::from(1),
+            })
+        }
+        Command::HashPassword => {
+            let mut password = String::new();
+            io::stdin()
+                .read_to_string(&mut password)
+                .context("cannot read the password from standard input")?;
+            let password = password.strip_suffix('\n').unwrap_or(&password);
+            let password = password.strip_suffix('\r').unwrap_or(password);
+            anyhow::ensure!(!password.is_empty(), "the password is empty");
+            println!("{}", smsdrop::config::hash_password(password)?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! Phone numbers (SPEC §3.1 `phone`, §3.2 `TELRN_LONG`).
+//!
+//! `+`, spaces, `-`, `(` and `)` are stripped; what remains must be digits, read as
+//! an international number (as if prefixed with `+`) and valid for its country by
+//! libphonenumber's metadata. National forms (`89031234567`) are therefore invalid.
+//! The result is the E.164 number without `+`.
+
+use std::fmt;
+
+/// A valid international number: E.164 digits without `+`, plus its country code.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Msisdn {
+    digits: String,
+    country_code: u16,
+}
+
+impl Msisdn {
+    /// Validates a phone cell; the error says why it is not a usable number.
+    pub fn parse(raw: &str) -> Result<Msisdn, &'static str> {
+        let mut digits = String::with_capacity(raw.len());
+        for c in raw.chars() {
+            match c {
+                '0'..='9' => digits.push(c),
+                '+' | ' ' | '-' | '(' | ')' => {}
+                _ => return Err("only digits, '+', spaces, '-', '(' and ')' are allowed"),
+            }
+        }
+        if digits.is_empty() {
+            return Err("no digits");
+        }
+        if digits.len() > 15 {
+            return Err("longer than 15 digits");
+        }
+        if digits.starts_with('0') {
+            return Err("an international number does not start with 0");
+        }
+        if digits.len() == 11 && digits.starts_with('8') {
+            // The commonest mistake: a Russian number in national form.
+            if let Ok(n) = phonenumber::parse(None, format!("+7{}", &digits[1..]))
+                && n.is_valid()
+            {
+                return Err("national form: write the country code 7 instead of the leading 8");
+            }
+        }
+        let number = phonenumber::parse(None, format!("+{digits}"))
+            .map_err(|_| "not an international number (country code + number)")?;
+        if !number.is_valid() {
+            return Err("not a valid number for its country");
+        }
+        let national = number.national();
+        let country_code = number.code().value();
+        let canonical = format!(
+            "{country_code}{}{}",
+            "0".repeat(national.zeros() as usize),
+            national.value()
+        );
+        Ok(Msisdn {
+            digits: canonical,
+            country_code,
+        })
+    }
+
+    /// E.164 digits without `+`, e.g. `79031234567`.
+    pub fn digits(&self) -> &str {
+        &self.digits
+    }
+
+    pub fn country_code(&self) -> u16 {
+        self.country_code
+    }
+}
+
+impl fmt::Display for Msisdn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.digits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn international_numbers_with_decoration() {
+        for (raw, digits) in [
+            ("79031234567", "79031234567"),
+            ("+79031234567", "79031234567"),
+            ("+7 (903) 123-45-67", "79031234567"),
+            ("4915112345678", "4915112345678"),
+            ("12125551234", "12125551234"),
+            ("447911123456", "447911123456"),
+        ] {
+            let m = Msisdn::parse(raw).unwrap_or_else(|e| panic!("{raw}: {e}"));
+            assert_eq!(m.digits(), digits);
+        }
+        assert_eq!(Msisdn::parse("79031234567").unwrap().country_code(), 7);
+    }
+
+    #[test]
+    fn national_and_malformed_forms_are_invalid() {
+        for raw in [
+            "89031234567",
+            "9031234567",
+            "",
+            "   ",
+            "+",
+            "7903123456",
+            "790312345678",
+            "7903123456a",
+            "7.903.123.45.67",
+            "79031234567\u{feff}",
+            "0079031234567",
+            "1234567890123456",
+            "７９０３１２３４５６７",
+        ] {
+            assert!(Msisdn::parse(raw).is_err(), "{raw:?}");
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! One archive, start to end: name → account → archive checks → format → rows.
+//!
+//! [`process`] is what `check`, `ingest` and the poller all call. Rows go to a
+//! [`RowSink`] as soon as they are built, so memory does not grow with the archive;
+//! the sink must treat them as provisional until `process` returns a summary
+//! without an archive-level error (`check` spools them to a temporary file, the
+//! queue keeps them in an open transaction). On an archive-level error every row
+//! already emitted is void and the summary counts none.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::archive::{Archive, Layout};
+use crate::batch::{BatchId, BatchName};
+use crate::config::{AccountConfig, Limits};
+use crate::error::{ErrorCode, Rejection};
+use crate::format::{self, Format};
+use crate::message::RowOutcome;
+use crate::message::schedule::rfc3339;
+use crate::zone::{Fallback, ZoneResolver};
+
+/// Receives row outcomes as they are built.
+pub trait RowSink {
+    /// An error here aborts the archive with that rejection.
+    fn row(&mut self, outcome: &RowOutcome) -> Result<(), Rejection>;
+}
+
+/// A sink that keeps nothing (counts come from the summary).
+pub struct Discard;
+
+impl RowSink for Discard {
+    fn row(&mut self, _: &RowOutcome) -> Result<(), Rejection> {
+        Ok(())
+    }
+}
+
+/// What the format parsers need besides the archive.
+pub struct Context<'a> {
+    pub batch: &'a BatchId,
+    pub account: &'a AccountConfig,
+    pub limits: &'a Limits,
+    pub zones: &'a dyn ZoneResolver,
+    pub now: DateTime<Utc>,
+}
+
+/// Row counters, and how often the subscriber zone fell back to the account's.
+#[derive(Debug, Default, Clone)]
+pub struct Tally {
+    pub rows: u64,
+    pub accepted: u64,
+    pub rejected: u64,
+    pub fallbacks: BTreeMap<Fallback, u64>,
+}
+
+impl Tally {
+    pub fn count(&mut self, outcome: &RowOutcome, fallback: Option<Fallback>) {
+        self.rows += 1;
+        match outcome {
+            RowOutcome::Accepted(_) => self.accepted += 1,
+            RowOutcome::Rejected { .. } => self.rejected += 1,
+        }
+        if let Some(f) = fallback {
+            *self.fallbacks.entry(f).or_default() += 1;
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Accepted,
+    PartiallyAccepted,
+    Rejected,
+}
+
+/// The results JSON of SPEC §7.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub batch: String,
+    pub status: Status,
+    pub format: Option<Format>,
+    pub rows: u64,
+    pub accepted: u64,
+    pub rejected: u64,
+    pub error: Option<Rejection>,
+    #[serde(serialize_with = "ser_time")]
+    pub received_at: DateTime<Utc>,
+    #[serde(serialize_with = "ser_time")]
+    pub processed_at: DateTime<Utc>,
+}
+
+fn ser_time<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&rfc3339(*t))
+}
+
+/// The summary plus what `check` explains beyond it.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub summary: Summary,
+    pub fallbacks: BTreeMap<Fallback, u64>,
+}
+
+/// One archive to process.
+pub struct Job<'a> {
+    pub path: &'a Path,
+    /// The archive's file name as uploaded (decides batch id and login).
+    pub file_name: &'a str,
+    /// The account whose folder the archive is in (or `check --account`).
+    pub account: &'a AccountConfig,
+    pub limits: &'a Limits,
+    pub zones: &'a dyn ZoneResolver,
+    /// Processing time, whole seconds.
+    pub now: DateTime<Utc>,
+    /// When the upload completed.
+    pub received_at: DateTime<Utc>,
+}
+
+/// Processes one archive; never panics on input, never returns half a batch.
+pub fn process(job: &Job<'_>, sink: &mut dyn RowSink) -> Report {
+    let mut format = None;
+    let mut tally = Tally::default();
+    let batch = job
+        .file_name
+        .strip_suffix(".zip")
+        .unwrap_or(job.file_name)
+        .to_owned();
+    let error = run(job, sink, &mut format, &mut tally).err();
+    if error.is_some() {
+        tally = Tally::default();
+    }
+    let status = match (&error, tally.accepted, tally.rejected) {
+        (Some(_), _, _) | (None, 0, _) => Status::Rejected,
+        (None, _, 0) => Status::Accepted,
+        (None, _, _) => Status::PartiallyAccepted,
+    };
+    Report {
+        summary: Summary {
+            batch,
+            status,
+            format,
+            rows: tally.rows,
+            accepted: tally.accepted,
+            rejected: tally.rejected,
+            error,
+            received_at: job.received_at,
+            processed_at: job.now,
+        },
+        fallbacks: tally.fallbacks,
+    }
+}
+
+fn run(
+    job: &Job<'_>,
+    sink: &mut dyn RowSink,
+    format_out: &mut Option<Format>,
+    tally: &mut Tally,
+) -> Result<(), Rejection> {
+    let name = BatchName::parse(job.file_name)?;
+    if name.login != job.account.login {
+        return Err(Rejection::new(
+            ErrorCode::LoginMismatch,
+            format!(
+                "archive {} is named for login \"{}\" but was given to account \"{}\"",
+                job.file_name, name.login, job.account.login
+            ),
+        ));
+    }
+    let mut archive = Archive::open(job.path, job.limits)?;
+    let ctx = Context {
+        batch: &name.id,
+        account: job.account,
+        limits: job.limits,
+        zones: job.zones,
+        now: job.now,
+    };
+    match archive.layout().clone() {
+        Layout::Template { contacts, template } => {
+            *format_out = Some(Format::Template);
+            let row = format::template::read_template(&mut archive, &template, &ctx)?;
+            format::template::read_contacts(&mut archive, &contacts, row, &ctx, sink, tally)
+        }
+        Layout::Plain { data } => {
+            *format_out = Some(Format::Plain);
+            format::plain::read(&mut archive, &data, &ctx, sink, tally)
+        }
+    }
+}
