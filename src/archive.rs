@@ -209,7 +209,7 @@ impl Read for LimitedEntry<'_> {
             io::Error::other(Rejection::new(
                 ErrorCode::NotAZip,
                 format!(
-                    "entry {} is damaged ({e}); was the upload complete?",
+                    "entry {} is damaged or inconsistent ({e}); was the upload complete?",
                     shown(&self.name)
                 ),
             ))
