@@ -537,3 +537,189 @@ pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Er
         .hash_password(password.as_bytes())?
         .to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$4K/ExbU+/nJAth9ogF2McQ$UcQ8uSEG8jLFMYij8AWAQRls/3ON8cTBDYGqYrMFyhE";
+
+    fn with_account(extra: &str, account: &str) -> Result<Config, ConfigError> {
+        let text = format!(
+            "{extra}\n[[accounts]]\nlogin = \"guest\"\npassword_hash = \"{HASH}\"\nsenders = [\"TESTSMS\"]\n{account}\n"
+        );
+        Config::from_toml(&text, "test.toml")
+    }
+
+    fn error_of(extra: &str, account: &str) -> String {
+        with_account(extra, account).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_embedded_config_is_valid_and_documents_every_key() {
+        let config = Config::embedded_default().unwrap();
+        assert_eq!(config.accounts[0].login, "guest");
+        assert_eq!(config.accounts[0].default_sender.as_str(), "TESTSMS");
+        for key in [
+            "listen",
+            "passive_ports",
+            "idle_timeout_secs",
+            "cert",
+            "key",
+            "require",
+            "max_failures",
+            "window_secs",
+            "ban_secs",
+            "dir",
+            "state_dir",
+            "keep_processed_days",
+            "interval_secs",
+            "workers",
+            "max_archive_bytes",
+            "max_uncompressed_bytes",
+            "max_compression_ratio",
+            "max_entries",
+            "max_line_bytes",
+            "registry_files",
+            "backend",
+            "path",
+            "url",
+            "login",
+            "password_hash",
+            "senders",
+            "default_sender",
+            "timezone",
+            "encoding",
+            "default_validity_minutes",
+            "allowed_ips",
+            "require_tls",
+        ] {
+            assert!(
+                EMBEDDED_DEFAULT.contains(&format!("{key} =")),
+                "config/smsdrop.toml does not document {key}"
+            );
+        }
+    }
+
+    #[test]
+    fn defaults_follow_the_spec() {
+        let c = with_account("", "").unwrap();
+        assert_eq!(c.ftp.listen, "127.0.0.1:2121");
+        assert_eq!(c.ftp.passive_ports, [50000, 50100]);
+        assert_eq!(c.poller.interval_secs, 10);
+        assert_eq!(c.poller.workers, 2);
+        assert_eq!(c.limits.max_entries, 16);
+        assert_eq!(c.limits.max_line_bytes, 65536);
+        assert_eq!(c.queue.backend, QueueBackend::Sqlite);
+        let a = &c.accounts[0];
+        assert_eq!(a.timezone, chrono_tz::Europe::Moscow);
+        assert_eq!(a.encoding, encoding_rs::UTF_8);
+        assert_eq!(a.default_validity_minutes, 1440);
+        assert!(a.allowed_ips.is_empty());
+        assert!(!a.require_tls);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        assert!(error_of("[spool]\ndirr = \"x\"", "").contains("dirr"));
+        assert!(error_of("", "passwrd = \"x\"").contains("passwrd"));
+        assert!(error_of("[nope]\na = 1", "").contains("nope"));
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        for (extra, account, key) in [
+            ("[ftp]\nlisten = \"nowhere\"", "", "ftp.listen"),
+            (
+                "[ftp]\npassive_ports = [60000, 50000]",
+                "",
+                "ftp.passive_ports",
+            ),
+            ("[poller]\nworkers = 0", "", "poller.workers"),
+            ("[limits]\nmax_entries = 0", "", "limits.max_entries"),
+            ("[queue]\nbackend = \"postgres\"", "", "queue.url"),
+            ("", "timezone = \"Moscow\"", "accounts[0].timezone"),
+            ("", "encoding = \"latin-9000\"", "accounts[0].encoding"),
+            (
+                "",
+                "default_validity_minutes = 0",
+                "accounts[0].default_validity_minutes",
+            ),
+            (
+                "",
+                "allowed_ips = [\"10.0.0.0/33\"]",
+                "accounts[0].allowed_ips[0]",
+            ),
+            (
+                "",
+                "default_sender = \"OTHER\"",
+                "accounts[0].default_sender",
+            ),
+        ] {
+            let e = error_of(extra, account);
+            assert!(e.contains(key), "{key}: {e}");
+        }
+        let e = Config::from_toml(
+            "[[accounts]]\nlogin = \"guest\"\npassword_hash = \"x\"\nsenders = [\"TESTSMS\"]",
+            "t",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("accounts[0].password_hash"), "{e}");
+        let e = Config::from_toml(
+            &format!("[[accounts]]\nlogin = \"guest\"\npassword_hash = \"{HASH}\""),
+            "t",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("accounts[0].senders"), "{e}");
+        let e = Config::from_toml(
+            &format!(
+                "[[accounts]]\nlogin = \"../x\"\npassword_hash = \"{HASH}\"\nsenders = [\"A\"]"
+            ),
+            "t",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("accounts[0].login"), "{e}");
+        let e = error_of("", "senders = [\"BAD SENDER\"]");
+        assert!(e.contains("senders"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_logins_and_no_accounts() {
+        let acct =
+            format!("[[accounts]]\nlogin = \"a\"\npassword_hash = \"{HASH}\"\nsenders = [\"A\"]\n");
+        let e = Config::from_toml(&format!("{acct}{acct}"), "t")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("accounts[1].login"), "{e}");
+        assert!(Config::from_toml("accounts = []", "t").is_err());
+        assert!(
+            Config::from_toml("", "t")
+                .unwrap_err()
+                .to_string()
+                .contains("accounts")
+        );
+    }
+
+    #[test]
+    fn allowed_ips_take_cidr_and_single_addresses() {
+        let c = with_account(
+            "",
+            "allowed_ips = [\"10.0.0.0/8\", \"2001:db8::/32\", \"192.0.2.7\"]",
+        )
+        .unwrap();
+        assert_eq!(c.accounts[0].allowed_ips.len(), 3);
+    }
+
+    #[test]
+    fn hash_password_makes_an_argon2id_phc_string() {
+        let hash = hash_password("secret").unwrap();
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(with_account("", "").is_ok());
+        let text =
+            format!("[[accounts]]\nlogin = \"a\"\npassword_hash = \"{hash}\"\nsenders = [\"A\"]");
+        assert!(Config::from_toml(&text, "t").is_ok());
+    }
+}
