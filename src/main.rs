@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 use smsdrop::check::{self, CheckRequest, OutputFormat};
 use smsdrop::config::Config;
 use smsdrop::process::Status;
-use smsdrop::zone::AccountZoneOnly;
+use smsdrop::zone::NumberZones;
 
 #[derive(Parser)]
 #[command(
@@ -82,6 +82,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             format,
         } => {
             let config = load_config(config.as_deref())?;
+            let zones = NumberZones::from_files(&config.numbering.registry_files)?;
             let request = CheckRequest {
                 archive: &archive,
                 account: account.as_deref(),
@@ -90,7 +91,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let stdout = io::stdout();
             let mut out = io::BufWriter::new(stdout.lock());
-            let status = check::run(&config, &AccountZoneOnly, &request, &mut out)?;
+            let status = check::run(&config, &zones, &request, &mut out)?;
             out.flush()?;
             Ok(match status {
                 Status::Accepted | Status::PartiallyAccepted => ExitCode::SUCCESS,
