@@ -10,8 +10,40 @@ pub mod template;
 
 use serde::Serialize;
 
-use crate::csv::Record;
+use crate::archive::{Archive, EntryRef, LimitedEntry, rejection_from_io};
+use crate::csv::{Record, Records};
 use crate::error::{ErrorCode, Rejection};
+use crate::process::Context;
+use crate::text::DecodedText;
+
+/// The records of a CSV entry after its header.
+pub type CsvRecords<'a> = Records<DecodedText<LimitedEntry<'a>>>;
+
+/// Opens a CSV entry in the account's encoding and reads its header;
+/// `first_column` names the column an empty file is missing.
+pub fn open_csv<'a>(
+    archive: &'a mut Archive,
+    entry: &EntryRef,
+    ctx: &Context<'_>,
+    first_column: &str,
+) -> Result<(Header, CsvRecords<'a>), Rejection> {
+    let file = &entry.name;
+    let text = DecodedText::new(
+        archive.entry(entry)?,
+        ctx.account.encoding,
+        ctx.limits.max_line_bytes,
+        file,
+    );
+    let mut records = Records::new(text, ctx.limits.max_line_bytes, file);
+    let header = match records
+        .next_record()
+        .map_err(|e| rejection_from_io(e, file))?
+    {
+        Some(record) => Header::new(&record, file),
+        None => return Err(no_header(file, first_column)),
+    };
+    Ok((header, records))
+}
 
 /// The format of an archive, as reported in results (`"template"` / `"plain"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -8,12 +8,11 @@
 //! shift by the same count.
 
 use crate::archive::{Archive, EntryRef, rejection_from_io};
-use crate::csv::{Record, Records};
+use crate::csv::Record;
 use crate::error::{ErrorCode, Rejection};
-use crate::format::{Header, no_header};
+use crate::format::{Header, open_csv};
 use crate::message::{Builder, RowInput};
 use crate::process::{Context, RowSink, Tally};
-use crate::text::DecodedText;
 
 /// Column positions of the phone and the text, as the header gives them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,17 +71,7 @@ pub fn read(
 ) -> Result<(), Rejection> {
     let file = &entry.name;
     let io = |e| rejection_from_io(e, file);
-    let text = DecodedText::new(
-        archive.entry(entry)?,
-        ctx.account.encoding,
-        ctx.limits.max_line_bytes,
-        file,
-    );
-    let mut records = Records::new(text, ctx.limits.max_line_bytes, file);
-    let header = match records.next_record().map_err(io)? {
-        Some(record) => Header::new(&record, file),
-        None => return Err(no_header(file, "TELRN_LONG")),
-    };
+    let (header, mut records) = open_csv(archive, entry, ctx, "TELRN_LONG")?;
     let columns = Columns::from_header(&header)?;
     let builder = Builder {
         batch: ctx.batch,
@@ -117,6 +106,7 @@ pub fn read(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::csv::Records;
     use std::io::BufReader;
 
     fn columns(header: &str) -> Result<Columns, Rejection> {

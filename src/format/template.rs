@@ -7,15 +7,13 @@
 use chrono::NaiveDateTime;
 
 use crate::archive::{Archive, EntryRef, rejection_from_io};
-use crate::csv::Records;
 use crate::error::{ErrorCode, Rejection, shown};
-use crate::format::{Header, no_header};
+use crate::format::open_csv;
 use crate::message::schedule::parse_senddate;
 use crate::message::sender::Sender;
 use crate::message::substitute::Template;
 use crate::message::{Builder, RowInput};
 use crate::process::{Context, RowSink, Tally};
-use crate::text::DecodedText;
 
 /// The validated data row of template.csv.
 #[derive(Debug)]
@@ -35,17 +33,7 @@ pub fn read_template(
 ) -> Result<TemplateRow, Rejection> {
     let file = &entry.name;
     let io = |e| rejection_from_io(e, file);
-    let text = DecodedText::new(
-        archive.entry(entry)?,
-        ctx.account.encoding,
-        ctx.limits.max_line_bytes,
-        file,
-    );
-    let mut records = Records::new(text, ctx.limits.max_line_bytes, file);
-    let header = match records.next_record().map_err(io)? {
-        Some(record) => Header::new(&record, file),
-        None => return Err(no_header(file, "message")),
-    };
+    let (header, mut records) = open_csv(archive, entry, ctx, "message")?;
     let message_col = header.require("message")?;
     let sender_col = header.require("sourceaddress")?;
     let validity_col = header.find("validity")?;
@@ -167,17 +155,7 @@ pub fn read_contacts(
 ) -> Result<(), Rejection> {
     let file = &entry.name;
     let io = |e| rejection_from_io(e, file);
-    let text = DecodedText::new(
-        archive.entry(entry)?,
-        ctx.account.encoding,
-        ctx.limits.max_line_bytes,
-        file,
-    );
-    let mut records = Records::new(text, ctx.limits.max_line_bytes, file);
-    let header = match records.next_record().map_err(io)? {
-        Some(record) => Header::new(&record, file),
-        None => return Err(no_header(file, "phone")),
-    };
+    let (header, mut records) = open_csv(archive, entry, ctx, "phone")?;
     let phone_col = header.require("phone")?;
     let senddate_col = header.find("senddate")?;
     let compiled = Template::compile(&template.message, &header.names);
