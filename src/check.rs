@@ -167,21 +167,14 @@ pub fn run(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
 
-    let account = match request.account {
-        Some(login) => Some(
-            config
-                .account(login)
-                .ok_or_else(|| UsageError::UnknownAccount(login.to_owned()))?,
-        ),
-        None => match crate::batch::BatchName::parse(&file_name) {
-            Ok(name) => Some(
-                config
-                    .account(&name.login)
-                    .ok_or(UsageError::UnknownAccount(name.login))?,
-            ),
-            // No account to check against: the name alone rejects the archive.
-            Err(_) => None,
-        },
+    let account = resolve_account(config, &file_name, request.account)?;
+    // A dry run still reports DUPLICATE_BATCH when the queue already has the batch.
+    let queue = crate::queue::SqliteQueue::open_read_only(&config.queue.path)
+        .ok()
+        .flatten();
+    let seen = |id: &crate::batch::BatchId| match &queue {
+        Some(q) => q.has_batch(id.as_str()),
+        None => Ok(false),
     };
     let report_with = |sink: &mut dyn RowSink| match account {
         Some(account) => process(
@@ -193,6 +186,7 @@ pub fn run(
                 zones,
                 now,
                 received_at,
+                seen: Some(&seen),
             },
             sink,
         ),
@@ -227,8 +221,28 @@ pub fn run(
     }
 }
 
+/// The account an archive is for: `--account`, else the login in its name.
+/// `Ok(None)` when the name is not valid (the archive is then `BAD_ARCHIVE_NAME`).
+pub fn resolve_account<'c>(
+    config: &'c Config,
+    file_name: &str,
+    explicit: Option<&str>,
+) -> Result<Option<&'c AccountConfig>, UsageError> {
+    let login = match explicit {
+        Some(login) => login.to_owned(),
+        None => match crate::batch::BatchName::parse(file_name) {
+            Ok(name) => name.login,
+            Err(_) => return Ok(None),
+        },
+    };
+    config
+        .account(&login)
+        .map(Some)
+        .ok_or(UsageError::UnknownAccount(login))
+}
+
 /// The report for an archive whose name is not valid and no `--account` was given.
-fn name_only_report(file_name: &str, received_at: DateTime<Utc>, now: DateTime<Utc>) -> Report {
+pub fn name_only_report(file_name: &str, received_at: DateTime<Utc>, now: DateTime<Utc>) -> Report {
     let error = crate::batch::BatchName::parse(file_name).expect_err("called for bad names");
     Report {
         summary: Summary {

@@ -8,7 +8,7 @@
 //! ```text
 //!  upload ─▶ batch ─▶ archive ─▶ text ─▶ csv ─▶ format ─▶ message ─▶ sink
 //!  (name)   (name    (zip, limits, (decode,  (records) (template/ (phone, text,   (check output,
-//!            rules)   layout)      lines)             plain)     schedule, …)    queue later)
+//!            rules)   layout)      lines)             plain)     schedule, …)    queue + results)
 //! ```
 //!
 //! - [`config`]: the TOML configuration, validated in one step.
@@ -21,6 +21,9 @@
 //! - [`message`]: per-row phone, sender, substitution, schedule, segments.
 //! - [`zone`]: subscriber time zones for `localtime=1`.
 //! - [`process`]: one archive end to end, rows to a [`process::RowSink`].
+//! - [`queue`]: the SQLite queue, one transaction per archive.
+//! - [`results`]: results JSON and CSV for the customer, written atomically.
+//! - [`ingest`]: one archive into the queue and results, as the poller will.
 //! - [`check`]: the `smsdrop check` dry run and its output formats.
 //! - [`error`]: the customer-visible error codes.
 
@@ -31,7 +34,10 @@ pub mod config;
 pub mod csv;
 pub mod error;
 pub mod format;
+pub mod ingest;
 pub mod message;
 pub mod process;
+pub mod queue;
+pub mod results;
 pub mod text;
 pub mod zone;

@@ -12,7 +12,9 @@ use clap::{Parser, Subcommand};
 
 use smsdrop::check::{self, CheckRequest, OutputFormat};
 use smsdrop::config::Config;
+use smsdrop::ingest;
 use smsdrop::process::Status;
+use smsdrop::queue::SqliteQueue;
 use smsdrop::zone::NumberZones;
 
 #[derive(Parser)]
@@ -44,8 +46,38 @@ enum Command {
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
     },
+    /// Process one archive as the poller does: queue, results, duplicate check.
+    Ingest {
+        archive: PathBuf,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Account the archive is for (default: the login in the archive name).
+        #[arg(long)]
+        account: Option<String>,
+    },
+    /// Read the queue.
+    Queue {
+        #[command(subcommand)]
+        command: QueueCommand,
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+    },
     /// Print the argon2id PHC hash of the password read from standard input.
     HashPassword,
+}
+
+#[derive(Subcommand)]
+enum QueueCommand {
+    /// Batches and messages by status.
+    Stats,
+    /// Queued messages, in batch and line order.
+    List {
+        /// Only this batch.
+        #[arg(long)]
+        batch: Option<String>,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+    },
 }
 
 fn parse_now(s: &str) -> Result<DateTime<Utc>, String> {
@@ -59,6 +91,14 @@ fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
         Some(path) => Config::load(path)?,
         None => Config::embedded_default()?,
     })
+}
+
+/// 0 when anything was accepted, 1 when the archive was rejected.
+fn exit_code(status: Status) -> ExitCode {
+    match status {
+        Status::Accepted | Status::PartiallyAccepted => ExitCode::SUCCESS,
+        Status::Rejected => ExitCode::from(1),
+    }
 }
 
 fn main() -> ExitCode {
@@ -93,10 +133,70 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut out = io::BufWriter::new(stdout.lock());
             let status = check::run(&config, &zones, &request, &mut out)?;
             out.flush()?;
-            Ok(match status {
-                Status::Accepted | Status::PartiallyAccepted => ExitCode::SUCCESS,
-                Status::Rejected => ExitCode::from(1),
-            })
+            Ok(exit_code(status))
+        }
+        Command::Ingest {
+            archive,
+            config,
+            account,
+        } => {
+            let config = load_config(config.as_deref())?;
+            let zones = NumberZones::from_files(&config.numbering.registry_files)?;
+            anyhow::ensure!(
+                archive.is_file(),
+                "cannot read archive {}",
+                archive.display()
+            );
+            let file_name = archive
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let summary = match check::resolve_account(&config, &file_name, account.as_deref())? {
+                Some(account) => {
+                    let mut queue = SqliteQueue::open(&config.queue.path)?;
+                    ingest::ingest(&config, &zones, &mut queue, &archive, account, Utc::now())?
+                        .summary
+                }
+                None => check::name_only_report(&file_name, Utc::now(), Utc::now()).summary,
+            };
+            println!("{}", serde_json::to_string(&summary)?);
+            Ok(exit_code(summary.status))
+        }
+        Command::Queue { command, config } => {
+            let config = load_config(config.as_deref())?;
+            let Some(queue) = SqliteQueue::open_read_only(&config.queue.path)? else {
+                anyhow::bail!("no queue at {} yet", config.queue.path.display());
+            };
+            let stdout = io::stdout();
+            let mut out = io::BufWriter::new(stdout.lock());
+            match command {
+                QueueCommand::Stats => {
+                    let stats = queue.stats()?;
+                    writeln!(out, "batches:   {}", stats.batches)?;
+                    writeln!(out, "messages:  {}", stats.messages)?;
+                    for (status, n) in &stats.by_status {
+                        writeln!(out, "  {status:<9} {n}")?;
+                    }
+                    if let Some(next) = &stats.next_send_at {
+                        writeln!(out, "next send: {next}")?;
+                    }
+                }
+                QueueCommand::List { batch, format } => {
+                    queue.list(batch.as_deref(), |m| match format {
+                        OutputFormat::Jsonl => {
+                            serde_json::to_writer(&mut out, m)?;
+                            out.write_all(b"\n")
+                        }
+                        OutputFormat::Text => writeln!(
+                            out,
+                            "{}  {}  {}  {}  {}",
+                            m.message_id, m.phone, m.send_at, m.status, m.text
+                        ),
+                    })?;
+                }
+            }
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::HashPassword => {
             let mut password = String::new();

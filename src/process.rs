@@ -28,6 +28,16 @@ pub trait RowSink {
     fn row(&mut self, outcome: &RowOutcome) -> Result<(), Rejection>;
 }
 
+/// Hands every row to two sinks, the first first.
+pub struct Tee<'a>(pub &'a mut dyn RowSink, pub &'a mut dyn RowSink);
+
+impl RowSink for Tee<'_> {
+    fn row(&mut self, outcome: &RowOutcome) -> Result<(), Rejection> {
+        self.0.row(outcome)?;
+        self.1.row(outcome)
+    }
+}
+
 /// A sink that keeps nothing (counts come from the summary).
 pub struct Discard;
 
@@ -103,6 +113,9 @@ pub struct Report {
     pub fallbacks: BTreeMap<Fallback, u64>,
 }
 
+/// Answers whether a batch id was already processed.
+pub type SeenBatch<'a> = dyn Fn(&BatchId) -> Result<bool, Rejection> + 'a;
+
 /// One archive to process.
 pub struct Job<'a> {
     pub path: &'a Path,
@@ -116,6 +129,9 @@ pub struct Job<'a> {
     pub now: DateTime<Utc>,
     /// When the upload completed.
     pub received_at: DateTime<Utc>,
+    /// Whether a batch id was already processed (`DUPLICATE_BATCH`); `None`
+    /// when there is no queue to ask.
+    pub seen: Option<&'a SeenBatch<'a>>,
 }
 
 /// Processes one archive; never panics on input, never returns half a batch.
@@ -165,6 +181,17 @@ fn run(
             format!(
                 "archive {} is named for login \"{}\" but was given to account \"{}\"",
                 job.file_name, name.login, job.account.login
+            ),
+        ));
+    }
+    if let Some(seen) = job.seen
+        && seen(&name.id)?
+    {
+        return Err(Rejection::new(
+            ErrorCode::DuplicateBatch,
+            format!(
+                "batch {} was already processed; upload a new archive with a new timestamp in its name",
+                name.id
             ),
         ));
     }

@@ -1,0 +1,217 @@
+//! `smsdrop ingest` and `smsdrop queue`: a real SQLite queue file and real results
+//! files, checked from the outside.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+struct Spool {
+    env: Env,
+    config: std::path::PathBuf,
+}
+
+impl Spool {
+    fn new(account_extra: &str) -> Spool {
+        let env = Env::new();
+        let root = env.dir.path().to_str().unwrap().to_owned();
+        let config = env.config(
+            &format!(
+                "[spool]\ndir = \"{root}/spool\"\nstate_dir = \"{root}/state\"\n\
+                 [queue]\npath = \"{root}/state/queue.db\""
+            ),
+            account_extra,
+        );
+        Spool { env, config }
+    }
+
+    fn ingest(&self, name: &str, bytes: &[u8]) -> (i32, Value) {
+        let archive = self.env.archive(name, bytes);
+        let out = smsdrop(&[
+            "ingest",
+            archive.to_str().unwrap(),
+            "--config",
+            self.config.to_str().unwrap(),
+        ]);
+        assert!(out.code == 0 || out.code == 1, "{}", out.stderr);
+        (out.code, serde_json::from_str(out.stdout.trim()).unwrap())
+    }
+
+    fn queue(&self, args: &[&str]) -> String {
+        let mut all = vec!["queue"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--config", self.config.to_str().unwrap()]);
+        let out = smsdrop(&all);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        out.stdout
+    }
+
+    fn listed(&self, batch: Option<&str>) -> Vec<Value> {
+        let mut args = vec!["list", "--format", "jsonl"];
+        if let Some(b) = batch {
+            args.extend_from_slice(&["--batch", b]);
+        }
+        self.queue(&args)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    fn results(&self, file: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.env.path("spool/guest/results").join(file)).ok()
+    }
+}
+
+const TEMPLATE: &str = "message;sourceaddress\nПривет, #name#;TESTSMS\n";
+
+#[test]
+fn an_archive_is_queued_once_with_its_results() {
+    let spool = Spool::new("");
+    let bytes = template_zip(
+        "phone;name\n79031234567;Ann\n123;Bob\n79161234567;Cid\n",
+        TEMPLATE,
+    );
+    let (code, summary) = spool.ingest("guest_20261123070000.zip", &bytes);
+    assert_eq!(code, 0);
+    assert_eq!(summary["status"], "partially_accepted");
+    assert_eq!(summary["accepted"], 2);
+
+    let messages = spool.listed(None);
+    assert_eq!(messages.len(), 2);
+    assert_eq!(messages[0]["message_id"], "guest_20261123070000:2");
+    assert_eq!(messages[0]["phone"], "79031234567");
+    assert_eq!(messages[0]["text"], "Привет, Ann");
+    assert_eq!(messages[0]["status"], "queued");
+    assert_eq!(messages[1]["line"], 4);
+
+    let json: Value =
+        serde_json::from_slice(&spool.results("guest_20261123070000.json").unwrap()).unwrap();
+    assert_eq!(json["status"], "partially_accepted");
+    assert_eq!(json["rows"], 3);
+    let csv = String::from_utf8(spool.results("guest_20261123070000.csv").unwrap()).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "line;phone;status;code;error;message_id;send_at;expires_at;timezone;segments"
+    );
+    assert!(lines[1].starts_with("2;79031234567;accepted;;;guest_20261123070000:2;"));
+    assert!(
+        lines[2].starts_with("3;123;rejected;INVALID_PHONE;"),
+        "{}",
+        lines[2]
+    );
+    assert_eq!(lines.len(), 4);
+    // No temporary files are left behind.
+    let leftovers: Vec<_> = std::fs::read_dir(spool.env.path("spool/guest/results"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // The same archive again: DUPLICATE_BATCH, queue and first result untouched.
+    let first = spool.results("guest_20261123070000.json").unwrap();
+    let (code, again) = spool.ingest("guest_20261123070000.zip", &bytes);
+    assert_eq!(code, 1);
+    assert_eq!(again["error"]["code"], "DUPLICATE_BATCH");
+    assert_eq!(spool.listed(None).len(), 2);
+    assert_eq!(spool.results("guest_20261123070000.json").unwrap(), first);
+    let dup: Value = serde_json::from_slice(
+        &spool
+            .results("guest_20261123070000.duplicate.json")
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(dup["error"]["code"], "DUPLICATE_BATCH");
+
+    // check (a dry run) sees the duplicate too.
+    let archive = spool.env.path("guest_20261123070000.zip");
+    let out = check(&spool.config, &archive, &[]);
+    assert_eq!(out.jsonl().1["error"]["code"], "DUPLICATE_BATCH");
+
+    let stats = spool.queue(&["stats"]);
+    assert!(stats.contains("batches:   1"), "{stats}");
+    assert!(stats.contains("queued    2"), "{stats}");
+}
+
+#[test]
+fn a_rejected_archive_queues_nothing_and_may_be_uploaded_again() {
+    let spool = Spool::new("");
+    // Rows are read and built before the damage at the end of the entry is found.
+    let mut damaged = template_zip("phone;name\n79031234567;Ann\n79161234567;Bob\n", TEMPLATE);
+    patch_u32(&mut damaged, 14, 16, |c| c ^ 1);
+    let (code, summary) = spool.ingest("guest_20261123070000.zip", &damaged);
+    assert_eq!(code, 1);
+    assert_eq!(summary["error"]["code"], "NOT_A_ZIP");
+    assert!(spool.listed(None).is_empty());
+    assert!(spool.results("guest_20261123070000.csv").is_none());
+    assert!(spool.results("guest_20261123070000.json").is_some());
+
+    let good = template_zip("phone;name\n79031234567;Ann\n79161234567;Bob\n", TEMPLATE);
+    let (code, summary) = spool.ingest("guest_20261123070000.zip", &good);
+    assert_eq!(code, 0, "{summary}");
+    assert_eq!(spool.listed(None).len(), 2);
+}
+
+#[test]
+fn results_csv_is_in_the_account_encoding() {
+    let spool = Spool::new("encoding = \"windows-1251\"");
+    let (contacts, _, _) =
+        encoding_rs::WINDOWS_1251.encode("phone;name\n79031234567;Иван\nтел12;Пётр\n");
+    let (template, _, _) = encoding_rs::WINDOWS_1251.encode(TEMPLATE);
+    let bytes = zip_bytes(&[
+        ("sms/contacts.csv", &contacts),
+        ("sms/template.csv", &template),
+    ]);
+    let (code, _) = spool.ingest("guest_20261123070000.zip", &bytes);
+    assert_eq!(code, 0);
+    assert_eq!(spool.listed(None)[0]["text"], "Привет, Иван");
+    let csv = spool.results("guest_20261123070000.csv").unwrap();
+    assert!(std::str::from_utf8(&csv).is_err(), "not UTF-8");
+    let (text, _, bad) = encoding_rs::WINDOWS_1251.decode(&csv);
+    assert!(!bad);
+    assert!(text.contains("3;тел12;rejected;INVALID_PHONE"), "{text}");
+}
+
+#[test]
+fn queue_list_filters_by_batch() {
+    let spool = Spool::new("");
+    let a = template_zip("phone;name\n79031234567;A\n", TEMPLATE);
+    let b = zip_bytes(&[(
+        "m.csv",
+        b"TELRN_LONG;TEXT\n79031234567;one\n79161234567;two\n",
+    )]);
+    spool.ingest("guest_20261123070000.zip", &a);
+    spool.ingest("guest_20261123070001.zip", &b);
+    assert_eq!(spool.listed(None).len(), 3);
+    let only_b = spool.listed(Some("guest_20261123070001"));
+    assert_eq!(only_b.len(), 2);
+    assert_eq!(only_b[1]["text"], "two");
+    let text = spool.queue(&["list", "--batch", "guest_20261123070000"]);
+    assert!(
+        text.contains("guest_20261123070000:2") && text.contains("79031234567"),
+        "{text}"
+    );
+}
+
+#[test]
+fn login_mismatch_writes_no_queue_rows() {
+    let spool = Spool::new("");
+    let env = &spool.env;
+    let archive = env.archive(
+        "other_20261123070000.zip",
+        &template_zip("phone;name\n79031234567;A\n", TEMPLATE),
+    );
+    let out = smsdrop(&[
+        "ingest",
+        archive.to_str().unwrap(),
+        "--account",
+        "guest",
+        "--config",
+        spool.config.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 1);
+    let summary: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(summary["error"]["code"], "LOGIN_MISMATCH");
+    assert!(spool.listed(None).is_empty());
+}
