@@ -10,7 +10,7 @@ use std::fmt;
 
 /// Stable codes of SPEC §6. The serialized form (`SCREAMING_SNAKE_CASE`) is the
 /// contract: results files, `check --format jsonl` and the queue use it verbatim.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
     // Archive-level.
@@ -96,7 +96,7 @@ impl fmt::Display for ErrorCode {
 }
 
 /// A failure with its stable code and a message for people.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Rejection {
     pub code: ErrorCode,
     pub message: String,

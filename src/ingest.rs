@@ -17,9 +17,11 @@ use chrono::{DateTime, SubsecRound, Utc};
 use crate::batch::BatchName;
 use crate::config::{AccountConfig, Config};
 use crate::error::Rejection;
+use crate::message::schedule::rfc3339;
+use crate::process::Summary;
 use crate::process::{Job, Report, Tee, process};
 use crate::queue::SqliteQueue;
-use crate::results::{ResultsCsv, write_summary};
+use crate::results::{ResultsCsv, publish_csv, write_summary};
 use crate::zone::ZoneResolver;
 
 /// The account's results folder: `<spool>/<login>/results/`.
@@ -48,16 +50,28 @@ pub fn ingest(
         .unwrap_or(now)
         .trunc_subsecs(0)
         .min(now);
-    let duplicate = match BatchName::parse(&file_name) {
-        Ok(name) => queue.has_batch(name.id.as_str())?,
-        Err(_) => false,
+    let dir = results_dir(config, account);
+    let name = BatchName::parse(&file_name).ok();
+    if let Some(name) = name.as_ref().filter(|n| n.login == account.login)
+        && let Some(summary) = queue.unfinished(name.id.as_str())?
+    {
+        // A previous run committed this batch and stopped before its results
+        // were published: finish that run instead of answering DUPLICATE_BATCH.
+        finish(queue, &dir, &summary)?;
+        return Ok(Report {
+            summary,
+            fallbacks: Default::default(),
+        });
+    }
+    let duplicate = match &name {
+        Some(name) => queue.has_batch(name.id.as_str())?,
+        None => false,
     };
     let seen = move |_: &crate::batch::BatchId| Ok(duplicate);
-    let dir = results_dir(config, account);
     let stem = file_name.strip_suffix(".zip").unwrap_or(&file_name);
     let mut csv = ResultsCsv::create(&dir, stem, account.encoding)?;
     let mut fallbacks = Default::default();
-    let summary = queue.ingest(&account.login, |sink| {
+    let staged = match queue.stage(&account.login, |sink| {
         let mut tee = Tee(sink, &mut csv);
         let report = process(
             &Job {
@@ -74,19 +88,31 @@ pub fn ingest(
         );
         fallbacks = report.fallbacks;
         report.summary
-    });
-    let summary = match summary {
-        Ok(summary) => summary,
+    }) {
+        Ok(staged) => staged,
         Err(e) => {
             csv.abandon();
             return Err(e);
         }
     };
-    if summary.error.is_none() {
-        csv.publish(&dir.join(format!("{}.csv", summary.batch)))?;
-    } else {
+    if staged.summary.error.is_some() {
         csv.abandon();
+        let summary = staged.commit()?;
+        write_summary(&dir, &summary)?;
+        return Ok(Report { summary, fallbacks });
     }
-    write_summary(&dir, &summary)?;
+    // The CSV is on disk before the commit, so a crash after the commit can
+    // still publish it (see `finish`).
+    csv.seal()?;
+    let summary = staged.commit()?;
+    finish(queue, &dir, &summary)?;
     Ok(Report { summary, fallbacks })
+}
+
+/// Publishes the results of a committed batch and records that it is done.
+/// Idempotent, so it also finishes a batch whose process died after its commit.
+pub fn finish(queue: &SqliteQueue, dir: &Path, summary: &Summary) -> Result<(), Rejection> {
+    publish_csv(dir, &summary.batch)?;
+    write_summary(dir, summary)?;
+    queue.mark_finished(&summary.batch, &rfc3339(Utc::now()))
 }

@@ -33,7 +33,8 @@ CREATE TABLE IF NOT EXISTS batches (
     rejected     INTEGER NOT NULL,
     received_at  TEXT NOT NULL,
     processed_at TEXT NOT NULL,
-    summary      TEXT NOT NULL      -- the results JSON of SPEC §7
+    summary      TEXT NOT NULL,     -- the results JSON of SPEC §7
+    finished_at  TEXT               -- results published, archive put away
 );
 CREATE TABLE IF NOT EXISTS messages (
     message_id  TEXT PRIMARY KEY,   -- <batch>:<line>
@@ -116,9 +117,10 @@ impl SqliteQueue {
     }
 
     /// Runs `process` with a sink that inserts accepted rows into an open
-    /// transaction; commits them with the batch record only when the summary it
-    /// returns has no archive-level error, and rolls back otherwise.
-    pub fn ingest<F>(&mut self, account: &str, process: F) -> Result<Summary, Rejection>
+    /// transaction. The transaction is committed, with the batch record, by
+    /// [`Staged::commit`] — only when the summary has no archive-level error —
+    /// so the caller can make its own files durable in between.
+    pub fn stage<F>(&mut self, account: &str, process: F) -> Result<Staged<'_>, Rejection>
     where
         F: FnOnce(&mut dyn RowSink) -> Summary,
     {
@@ -141,50 +143,40 @@ impl SqliteQueue {
             };
             process(&mut sink)
         };
-        if summary.error.is_some() {
-            return Ok(summary); // dropping `tx` rolls back
-        }
-        let summary_json = serde_json::to_string(&summary).map_err(|e| internal("json", e))?;
-        let format = summary
-            .format
-            .map(|f| {
-                serde_json::to_value(f)
-                    .expect("format")
-                    .as_str()
-                    .expect("str")
-                    .to_owned()
-            })
-            .unwrap_or_default();
-        let status = serde_json::to_value(summary.status).expect("status");
-        tx.execute(
-            "INSERT INTO batches (batch, account, status, format, rows, accepted, rejected,
-             received_at, processed_at, summary) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            params![
-                summary.batch,
-                account,
-                status.as_str(),
-                format,
-                summary.rows as i64,
-                summary.accepted as i64,
-                summary.rejected as i64,
-                rfc3339(summary.received_at),
-                rfc3339(summary.processed_at),
-                summary_json,
-            ],
-        )
-        .map_err(|e| {
-            if let rusqlite::Error::SqliteFailure(f, _) = &e
-                && f.code == rusqlite::ErrorCode::ConstraintViolation
-            {
-                return Rejection::new(
-                    ErrorCode::DuplicateBatch,
-                    format!("batch {} was already processed", summary.batch),
-                );
-            }
-            internal("batch record", e)
-        })?;
-        tx.commit().map_err(|e| internal("commit", e))?;
-        Ok(summary)
+        // An archive-level error: dropping the transaction rolls it back.
+        let tx = summary.error.is_none().then_some(tx);
+        Ok(Staged {
+            tx,
+            account: account.to_owned(),
+            summary,
+        })
+    }
+
+    /// The stored summary of a batch that is committed but whose results were
+    /// not published yet (a crash between the two), if there is one.
+    pub fn unfinished(&self, batch: &str) -> Result<Option<Summary>, Rejection> {
+        let json: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT summary FROM batches WHERE batch = ?1 AND finished_at IS NULL",
+                [batch],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| internal("batch lookup", e))?;
+        json.map(|j| serde_json::from_str(&j).map_err(|e| internal("stored summary", e)))
+            .transpose()
+    }
+
+    /// Records that a batch's results are published and its archive put away.
+    pub fn mark_finished(&self, batch: &str, at: &str) -> Result<(), Rejection> {
+        self.conn
+            .execute(
+                "UPDATE batches SET finished_at = ?2 WHERE batch = ?1",
+                params![batch, at],
+            )
+            .map(|_| ())
+            .map_err(|e| internal("finish", e))
     }
 
     /// Counts of messages by status and of batches.
@@ -249,6 +241,65 @@ impl SqliteQueue {
             each(&m).map_err(|e| internal("output", e))?;
         }
         Ok(())
+    }
+}
+
+/// A processed archive whose messages wait in an open transaction.
+pub struct Staged<'q> {
+    tx: Option<rusqlite::Transaction<'q>>,
+    account: String,
+    pub summary: Summary,
+}
+
+impl Staged<'_> {
+    /// Commits the messages with the batch record (nothing when the archive was
+    /// rejected as a whole) and returns the summary.
+    pub fn commit(self) -> Result<Summary, Rejection> {
+        let Some(tx) = self.tx else {
+            return Ok(self.summary);
+        };
+        let summary = self.summary;
+        let summary_json = serde_json::to_string(&summary).map_err(|e| internal("json", e))?;
+        let format = summary
+            .format
+            .map(|f| {
+                serde_json::to_value(f)
+                    .expect("format")
+                    .as_str()
+                    .expect("str")
+                    .to_owned()
+            })
+            .unwrap_or_default();
+        let status = serde_json::to_value(summary.status).expect("status");
+        tx.execute(
+            "INSERT INTO batches (batch, account, status, format, rows, accepted, rejected,
+             received_at, processed_at, summary) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![
+                summary.batch,
+                self.account,
+                status.as_str(),
+                format,
+                summary.rows as i64,
+                summary.accepted as i64,
+                summary.rejected as i64,
+                rfc3339(summary.received_at),
+                rfc3339(summary.processed_at),
+                summary_json,
+            ],
+        )
+        .map_err(|e| {
+            if let rusqlite::Error::SqliteFailure(f, _) = &e
+                && f.code == rusqlite::ErrorCode::ConstraintViolation
+            {
+                return Rejection::new(
+                    ErrorCode::DuplicateBatch,
+                    format!("batch {} was already processed", summary.batch),
+                );
+            }
+            internal("batch record", e)
+        })?;
+        tx.commit().map_err(|e| internal("commit", e))?;
+        Ok(summary)
     }
 }
 

@@ -37,11 +37,26 @@ fn part_path(dir: &Path, name: &str) -> PathBuf {
 fn publish(file: File, from: &Path, to: &Path) -> io::Result<()> {
     file.sync_all()?;
     drop(file);
+    rename_synced(from, to)
+}
+
+fn rename_synced(from: &Path, to: &Path) -> io::Result<()> {
     fs::rename(from, to)?;
     if let Some(dir) = to.parent() {
         File::open(dir)?.sync_all()?;
     }
     Ok(())
+}
+
+/// Publishes a sealed results CSV (see [`ResultsCsv::seal`]) as `<batch>.csv`.
+/// Idempotent: when the part file is gone it was published already.
+pub fn publish_csv(dir: &Path, batch: &str) -> Result<(), Rejection> {
+    let part = part_path(dir, &format!("{batch}.csv"));
+    let to = dir.join(format!("{batch}.csv"));
+    match rename_synced(&part, &to) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other.map_err(|e| internal(&to, e)),
+    }
 }
 
 /// The results CSV, streamed while the archive is processed.
@@ -86,14 +101,15 @@ impl ResultsCsv {
         }
     }
 
-    /// Renames the finished CSV to `<batch>.csv`.
-    pub fn publish(self, to: &Path) -> Result<(), Rejection> {
+    /// Flushes the finished CSV to disk under its hidden name, so that it
+    /// survives a crash after the queue commit; [`publish_csv`] then renames it.
+    pub fn seal(self) -> Result<(), Rejection> {
         let part = self.part.clone();
         let file = self
             .out
             .into_inner()
             .map_err(|e| internal(&part, e.into_error()))?;
-        publish(file, &part, to).map_err(|e| internal(to, e))
+        file.sync_all().map_err(|e| internal(&part, e))
     }
 
     /// Removes the unfinished CSV (the archive was rejected as a whole).

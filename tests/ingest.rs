@@ -215,3 +215,44 @@ fn login_mismatch_writes_no_queue_rows() {
     assert_eq!(summary["error"]["code"], "LOGIN_MISMATCH");
     assert!(spool.listed(None).is_empty());
 }
+
+/// A crash after the queue commit and before the results were published leaves
+/// the batch unfinished; the next run publishes the sealed CSV and the JSON from
+/// the stored summary instead of answering DUPLICATE_BATCH, and queues nothing.
+#[test]
+fn a_run_that_died_after_its_commit_is_finished_not_repeated() {
+    let spool = Spool::new("");
+    let bytes = template_zip("phone;name\n79031234567;Ann\n1;Bob\n", TEMPLATE);
+    let (code, first) = spool.ingest("guest_20261123070000.zip", &bytes);
+    assert_eq!(code, 0);
+    // Recreate the state of a crash right after the commit: results not yet
+    // renamed into place, batch not marked finished.
+    let results = spool.env.path("spool/guest/results");
+    std::fs::rename(
+        results.join("guest_20261123070000.csv"),
+        results.join(".guest_20261123070000.csv.part"),
+    )
+    .unwrap();
+    std::fs::remove_file(results.join("guest_20261123070000.json")).unwrap();
+    let db = rusqlite::Connection::open(spool.env.path("state/queue.db")).unwrap();
+    db.execute("UPDATE batches SET finished_at = NULL", [])
+        .unwrap();
+    drop(db);
+
+    let (code, again) = spool.ingest("guest_20261123070000.zip", &bytes);
+    assert_eq!(code, 0, "{again}");
+    assert_eq!(again["status"], first["status"]);
+    assert_eq!(again["processed_at"], first["processed_at"]);
+    assert_eq!(spool.listed(None).len(), 1);
+    assert!(spool.results("guest_20261123070000.csv").is_some());
+    assert!(spool.results("guest_20261123070000.json").is_some());
+    assert!(
+        spool
+            .results("guest_20261123070000.duplicate.json")
+            .is_none()
+    );
+    // Finished now: a third run is a duplicate.
+    let (code, third) = spool.ingest("guest_20261123070000.zip", &bytes);
+    assert_eq!(code, 1);
+    assert_eq!(third["error"]["code"], "DUPLICATE_BATCH");
+}

@@ -46,7 +46,7 @@ pub fn open_csv<'a>(
 }
 
 /// The format of an archive, as reported in results (`"template"` / `"plain"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     Template,
