@@ -36,6 +36,7 @@ pub mod error;
 pub mod format;
 pub mod ingest;
 pub mod message;
+pub mod poller;
 pub mod process;
 pub mod queue;
 pub mod results;
