@@ -30,6 +30,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the FTP/FTPS server and the poller until SIGTERM or SIGINT.
+    Serve {
+        /// Configuration file (default: the embedded development config).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Dry run: show what an archive would do; nothing is queued or written.
     Check {
         /// The archive, named <login>_<YYYYMMDDhhmmss>.zip.
@@ -114,6 +120,28 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Serve { config } => {
+            let config = std::sync::Arc::new(load_config(config.as_deref())?);
+            let zones =
+                std::sync::Arc::new(NumberZones::from_files(&config.numbering.registry_files)?);
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(async move {
+                let shutdown = tokio_util::sync::CancellationToken::new();
+                let signals = shutdown.clone();
+                tokio::spawn(async move {
+                    let mut term =
+                        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                            .expect("SIGTERM handler");
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = term.recv() => {}
+                    }
+                    signals.cancel();
+                });
+                smsdrop::serve::run(config, zones, shutdown).await
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Check {
             archive,
             config,

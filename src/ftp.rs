@@ -1,0 +1,362 @@
+//! The FTP/FTPS front: accounts, homes and atomic landing (SPEC §2).
+//!
+//! - [`Accounts`] is both the authenticator (argon2id, `allowed_ips`, TLS required
+//!   globally or per account) and the user-detail provider, so a login can never
+//!   fall back to libunftp's anonymous authenticator, and every user it returns
+//!   has a home folder (`<spool>/<login>`): without one the file back-end would
+//!   show the whole spool.
+//! - [`Landing`] is the storage back-end: the stock file-system back-end for
+//!   listing, download and delete inside the home, and its own upload path that
+//!   writes `.<name>.part` with a 1 MiB buffer, caps the size at
+//!   `max_archive_bytes`, drops a transfer that stalls for `idle_timeout_secs`,
+//!   and renames to `<name>` only when the transfer ended — so the poller, which
+//!   ignores hidden files, never sees a partial file. Only `*.zip` names at the
+//!   home's top level are accepted.
+
+use std::fmt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Notify;
+use unftp_core::auth::{
+    AuthenticationError, Authenticator, ChannelEncryptionState, Credentials, Principal, UserDetail,
+    UserDetailError, UserDetailProvider,
+};
+use unftp_core::storage::{self, ErrorKind, Metadata, StorageBackend};
+use unftp_sbe_fs::Filesystem;
+
+use crate::config::Config;
+
+/// A logged-in account.
+#[derive(Debug, Clone)]
+pub struct FtpUser {
+    pub login: String,
+    /// Absolute path of `<spool>/<login>`.
+    pub home: PathBuf,
+}
+
+impl fmt::Display for FtpUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.login)
+    }
+}
+
+impl UserDetail for FtpUser {
+    fn home(&self) -> Option<&Path> {
+        Some(&self.home)
+    }
+}
+
+/// The configured accounts, as authenticator and user-detail provider.
+#[derive(Debug)]
+pub struct Accounts {
+    config: Arc<Config>,
+    /// Absolute spool folder.
+    spool: PathBuf,
+}
+
+impl Accounts {
+    pub fn new(config: Arc<Config>, spool: PathBuf) -> Accounts {
+        Accounts { config, spool }
+    }
+}
+
+#[async_trait]
+impl Authenticator for Accounts {
+    async fn authenticate(
+        &self,
+        username: &str,
+        creds: &Credentials,
+    ) -> Result<Principal, AuthenticationError> {
+        let account = self
+            .config
+            .account(username)
+            .ok_or(AuthenticationError::BadUser)?;
+        let tls_required =
+            account.require_tls || self.config.ftp.tls.as_ref().is_some_and(|tls| tls.require);
+        if tls_required && creds.command_channel_security == ChannelEncryptionState::Plaintext {
+            return Err(AuthenticationError::new(format!(
+                "account {username} must log in over TLS (AUTH TLS)"
+            )));
+        }
+        if !account.allowed_ips.is_empty()
+            && !account
+                .allowed_ips
+                .iter()
+                .any(|net| net.contains(&creds.source_ip))
+        {
+            return Err(AuthenticationError::IpDisallowed);
+        }
+        let password = creds.password.clone().unwrap_or_default();
+        let hash = account.password_hash.clone();
+        // argon2 is deliberately slow: keep it off the async executor.
+        let ok =
+            tokio::task::spawn_blocking(move || crate::config::verify_password(&password, &hash))
+                .await
+                .unwrap_or(false);
+        if ok {
+            Ok(Principal {
+                username: username.to_owned(),
+            })
+        } else {
+            Err(AuthenticationError::BadPassword)
+        }
+    }
+}
+
+#[async_trait]
+impl UserDetailProvider for Accounts {
+    type User = FtpUser;
+
+    async fn provide_user_detail(&self, principal: &Principal) -> Result<FtpUser, UserDetailError> {
+        let account = self
+            .config
+            .account(&principal.username)
+            .ok_or_else(|| UserDetailError::new("no such account"))?;
+        Ok(FtpUser {
+            login: account.login.clone(),
+            home: self.spool.join(&account.login),
+        })
+    }
+}
+
+/// The storage back-end; see the module documentation.
+#[derive(Debug)]
+pub struct Landing {
+    inner: Filesystem,
+    max_bytes: u64,
+    stall: Duration,
+    /// Poked when an upload has landed, to wake the poller.
+    landed: Arc<Notify>,
+}
+
+impl Landing {
+    pub fn new(
+        spool: &Path,
+        max_bytes: u64,
+        stall: Duration,
+        landed: Arc<Notify>,
+    ) -> std::io::Result<Landing> {
+        Ok(Landing {
+            inner: Filesystem::new(spool)?,
+            max_bytes,
+            stall,
+            landed,
+        })
+    }
+}
+
+fn refuse(kind: ErrorKind, message: String) -> storage::Error {
+    storage::Error::new(kind, message)
+}
+
+/// The file name of an upload if it may land: one `*.zip` name at the top of
+/// the home, not hidden.
+fn landing_name(path: &Path) -> Result<String, storage::Error> {
+    let mut parts = path
+        .components()
+        .filter(|c| !matches!(c, Component::RootDir | Component::CurDir));
+    let (Some(Component::Normal(name)), None) = (parts.next(), parts.next()) else {
+        return Err(refuse(
+            ErrorKind::FileNameNotAllowedError,
+            format!(
+                "{}: upload archives to your home folder only",
+                path.display()
+            ),
+        ));
+    };
+    let name = name.to_string_lossy().into_owned();
+    if name.starts_with('.') || !name.ends_with(".zip") {
+        return Err(refuse(
+            ErrorKind::FileNameNotAllowedError,
+            format!("{name}: only <login>_<YYYYMMDDhhmmss>.zip archives are accepted"),
+        ));
+    }
+    Ok(name)
+}
+
+#[async_trait]
+impl StorageBackend<FtpUser> for Landing {
+    type Metadata = <Filesystem as StorageBackend<FtpUser>>::Metadata;
+
+    fn enter(&mut self, user: &FtpUser) -> std::io::Result<()> {
+        StorageBackend::<FtpUser>::enter(&mut self.inner, user)
+    }
+
+    async fn metadata<P: AsRef<Path> + Send + fmt::Debug>(
+        &self,
+        user: &FtpUser,
+        path: P,
+    ) -> storage::Result<Self::Metadata> {
+        self.inner.metadata(user, path).await
+    }
+
+    async fn list<P: AsRef<Path> + Send + fmt::Debug>(
+        &self,
+        user: &FtpUser,
+        path: P,
+    ) -> storage::Result<Vec<storage::Fileinfo<PathBuf, Self::Metadata>>>
+    where
+        Self::Metadata: Metadata,
+    {
+        let all = self.inner.list(user, path).await?;
+        // Uploads in progress (hidden part files) are nobody's business.
+        Ok(all
+            .into_iter()
+            .filter(|f| {
+                !f.path
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            })
+            .collect())
+    }
+
+    async fn get<P: AsRef<Path> + Send + fmt::Debug>(
+        &self,
+        user: &FtpUser,
+        path: P,
+        start_pos: u64,
+    ) -> storage::Result<Box<dyn AsyncRead + Send + Sync + Unpin>> {
+        self.inner.get(user, path, start_pos).await
+    }
+
+    async fn put<
+        P: AsRef<Path> + Send + fmt::Debug,
+        R: AsyncRead + Send + Sync + Unpin + 'static,
+    >(
+        &self,
+        user: &FtpUser,
+        mut input: R,
+        path: P,
+        start_pos: u64,
+    ) -> storage::Result<u64> {
+        if start_pos != 0 {
+            return Err(refuse(
+                ErrorKind::CommandNotImplemented,
+                "resumed uploads are not supported: upload the whole archive".into(),
+            ));
+        }
+        let name = landing_name(path.as_ref())?;
+        let part = user.home.join(format!(".{name}.part"));
+        let target = user.home.join(&name);
+        let file = tokio::fs::File::create(&part).await?;
+        let mut out = tokio::io::BufWriter::with_capacity(1 << 20, file);
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut total: u64 = 0;
+        let result: storage::Result<()> = async {
+            loop {
+                let n = match tokio::time::timeout(self.stall, input.read(&mut buf)).await {
+                    Ok(read) => read?,
+                    Err(_) => {
+                        return Err(refuse(
+                            ErrorKind::ConnectionClosed,
+                            format!("{name}: transfer stalled"),
+                        ));
+                    }
+                };
+                if n == 0 {
+                    break;
+                }
+                total += n as u64;
+                if total > self.max_bytes {
+                    return Err(refuse(
+                        ErrorKind::ExceededStorageAllocationError,
+                        format!("{name}: archives are limited to {} bytes", self.max_bytes),
+                    ));
+                }
+                out.write_all(&buf[..n]).await?;
+            }
+            out.flush().await?;
+            out.get_ref().sync_all().await?;
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            let _ = tokio::fs::remove_file(&part).await;
+            return Err(e);
+        }
+        tokio::fs::rename(&part, &target).await?;
+        self.landed.notify_one();
+        Ok(total)
+    }
+
+    async fn del<P: AsRef<Path> + Send + fmt::Debug>(
+        &self,
+        user: &FtpUser,
+        path: P,
+    ) -> storage::Result<()> {
+        self.inner.del(user, path).await
+    }
+
+    async fn mkd<P: AsRef<Path> + Send + fmt::Debug>(
+        &self,
+        _user: &FtpUser,
+        path: P,
+    ) -> storage::Result<()> {
+        Err(refuse(
+            ErrorKind::PermissionDenied,
+            format!("{}: folders cannot be created", path.as_ref().display()),
+        ))
+    }
+
+    async fn rename<P: AsRef<Path> + Send + fmt::Debug>(
+        &self,
+        _user: &FtpUser,
+        from: P,
+        _to: P,
+    ) -> storage::Result<()> {
+        Err(refuse(
+            ErrorKind::PermissionDenied,
+            format!(
+                "{}: renaming is not supported; upload under the final name",
+                from.as_ref().display()
+            ),
+        ))
+    }
+
+    async fn rmd<P: AsRef<Path> + Send + fmt::Debug>(
+        &self,
+        _user: &FtpUser,
+        path: P,
+    ) -> storage::Result<()> {
+        Err(refuse(
+            ErrorKind::PermissionDenied,
+            format!("{}: folders cannot be removed", path.as_ref().display()),
+        ))
+    }
+
+    async fn cwd<P: AsRef<Path> + Send + fmt::Debug>(
+        &self,
+        user: &FtpUser,
+        path: P,
+    ) -> storage::Result<()> {
+        self.inner.cwd(user, path).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_top_level_zip_names_land() {
+        assert_eq!(
+            landing_name(Path::new("/guest_20261123070000.zip")).unwrap(),
+            "guest_20261123070000.zip"
+        );
+        assert_eq!(landing_name(Path::new("a.zip")).unwrap(), "a.zip");
+        for bad in [
+            "/results/a.zip",
+            "../a.zip",
+            "a.txt",
+            "/.a.zip",
+            "x/../a.zip",
+            "/",
+        ] {
+            assert!(landing_name(Path::new(bad)).is_err(), "{bad}");
+        }
+    }
+}

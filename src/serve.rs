@@ -1,0 +1,124 @@
+//! `smsdrop serve`: the FTP server and the poller in one process.
+//!
+//! The poller runs every `poller.interval_secs` and at once when an upload lands
+//! (the storage back-end pokes a [`Notify`]). Each poll processes the accounts
+//! with waiting archives, at most `poller.workers` at a time, each account
+//! strictly one archive after another (see [`crate::poller`]); the blocking work
+//! (zip, CSV, SQLite) runs on the blocking pool. Shutdown (SIGTERM/SIGINT, or the
+//! token) stops the listener, lets the running archives finish — an archive is
+//! either committed whole or not at all — and returns.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use libunftp::ServerBuilder;
+use libunftp::options::{ActivePassiveMode, Shutdown};
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::ftp::{Accounts, Landing};
+use crate::poller;
+use crate::queue::SqliteQueue;
+use crate::zone::NumberZones;
+
+/// Creates the spool, the account homes and the state folder; returns the
+/// absolute spool path.
+fn prepare_folders(config: &Config) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(&config.spool.state_dir)
+        .with_context(|| format!("cannot create {}", config.spool.state_dir.display()))?;
+    for account in &config.accounts {
+        let home = config.spool.dir.join(&account.login);
+        std::fs::create_dir_all(home.join("results"))
+            .with_context(|| format!("cannot create {}", home.display()))?;
+    }
+    config
+        .spool
+        .dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", config.spool.dir.display()))
+}
+
+/// Runs until `shutdown` is cancelled.
+pub async fn run(
+    config: Arc<Config>,
+    zones: Arc<NumberZones>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let spool = prepare_folders(&config)?;
+    // Open once up front so a broken queue is a startup error.
+    SqliteQueue::open(&config.queue.path)?;
+    let landed = Arc::new(Notify::new());
+    let accounts = Arc::new(Accounts::new(config.clone(), spool.clone()));
+    let storage = {
+        let (spool, landed) = (spool.clone(), landed.clone());
+        let max = config.limits.max_archive_bytes;
+        let stall = Duration::from_secs(config.ftp.idle_timeout_secs);
+        move || Landing::new(&spool, max, stall, landed.clone()).expect("spool folder exists")
+    };
+    let [lo, hi] = config.ftp.passive_ports;
+    let stop = shutdown.clone();
+    let mut builder = ServerBuilder::with_user_detail_provider(Box::new(storage), accounts.clone())
+        // Set explicitly: the default would be the anonymous authenticator.
+        .authenticator(accounts)
+        .greeting("smsdrop ready")
+        .passive_ports(lo..=hi)
+        .active_passive_mode(ActivePassiveMode::ActiveAndPassive)
+        .idle_session_timeout(config.ftp.idle_timeout_secs)
+        .shutdown_indicator(async move {
+            stop.cancelled().await;
+            Shutdown::new().grace_period(Duration::from_secs(5))
+        });
+    if let Some(tls) = &config.ftp.tls {
+        builder = builder.ftps(tls.cert.clone(), tls.key.clone());
+    }
+    let server = builder.build().context("cannot configure the FTP server")?;
+    let listen = config.ftp.listen.clone();
+    let ftp = tokio::spawn(async move { server.listen(listen).await });
+    eprintln!("smsdrop: FTP listening on {}", config.ftp.listen);
+
+    let poll = tokio::spawn(poll_loop(config.clone(), zones, landed, shutdown.clone()));
+    let ftp_result = ftp.await.context("FTP server task")?;
+    shutdown.cancel();
+    poll.await.context("poller task")??;
+    ftp_result.context("FTP server")?;
+    Ok(())
+}
+
+async fn poll_loop(
+    config: Arc<Config>,
+    zones: Arc<NumberZones>,
+    landed: Arc<Notify>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let interval = Duration::from_secs(config.poller.interval_secs);
+    let workers = Arc::new(Semaphore::new(config.poller.workers));
+    loop {
+        let mut tasks = tokio::task::JoinSet::new();
+        for index in 0..config.accounts.len() {
+            let permit = workers.clone().acquire_owned().await?;
+            let (config, zones) = (config.clone(), zones.clone());
+            tasks.spawn_blocking(move || {
+                let _permit = permit;
+                let account = &config.accounts[index];
+                let result = SqliteQueue::open(&config.queue.path).and_then(|mut queue| {
+                    poller::poll_account(&config, &*zones, &mut queue, account)
+                });
+                if let Err(e) = result {
+                    eprintln!("smsdrop: account {}: {e}", account.login);
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+        if let Err(e) = poller::prune(&config, chrono::Utc::now()) {
+            eprintln!("smsdrop: pruning processed archives: {e}");
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = landed.notified() => {}
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}

@@ -1,0 +1,587 @@
+//! `smsdrop serve` end to end: the real server on loopback ports, driven by real
+//! FTP clients (curl, lftp, Python ftplib, inetutils-ftp), checked on the server
+//! side (results files, queue). A client that is not installed makes the test
+//! skip with a message — except under CI=true, where `.ci/run` installs them all.
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Is `tool` installed? Under CI it must be.
+fn have(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{tool} is not installed, and CI must run every client test"
+        );
+        eprintln!("SKIPPED: {tool} is not installed");
+    }
+    found
+}
+
+struct Server {
+    child: Child,
+    env: Env,
+    port: u16,
+    config: PathBuf,
+}
+
+impl Server {
+    fn start() -> Server {
+        Server::start_in(Env::new())
+    }
+
+    fn start_in(env: Env) -> Server {
+        Server::start_with(env, "", "")
+    }
+
+    /// `extra` TOML sections are added to the config, `account_extra` lines to
+    /// the guest account.
+    fn start_with(env: Env, extra: &str, account_extra: &str) -> Server {
+        let port = free_port();
+        // Passive ports: a small range near a free port (tests run in parallel).
+        let pasv = free_port();
+        let root = env.dir.path().to_str().unwrap().to_owned();
+        let config = env.config(
+            &format!(
+                "[ftp]\nlisten = \"127.0.0.1:{port}\"\npassive_ports = [{pasv}, {pasv}]\n\
+                 idle_timeout_secs = 30\n\
+                 [spool]\ndir = \"{root}/spool\"\nstate_dir = \"{root}/state\"\n\
+                 [poller]\ninterval_secs = 1\n\
+                 [queue]\npath = \"{root}/state/queue.db\"\n\
+                 [http]\nlisten = \"127.0.0.1:{}\"\n{extra}",
+                free_port()
+            ),
+            account_extra,
+        );
+        // A second account, to prove isolation.
+        let mut text = std::fs::read_to_string(&config).unwrap();
+        text.push_str(&format!(
+            "\n[[accounts]]\nlogin = \"other\"\npassword_hash = \"{HASH}\"\nsenders = [\"OTHER\"]\n"
+        ));
+        std::fs::write(&config, text).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_smsdrop"))
+            .args(["serve", "--config", config.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Server {
+            child,
+            env,
+            port,
+            config,
+        }
+    }
+
+    fn url(&self, user: &str, path: &str) -> String {
+        format!("ftp://{user}:guest@127.0.0.1:{}/{path}", self.port)
+    }
+
+    fn home(&self, login: &str) -> PathBuf {
+        self.env.path("spool").join(login)
+    }
+
+    /// Waits for `results/<batch>.json` of `login` and returns it.
+    fn result(&self, login: &str, batch: &str) -> Value {
+        let path = self
+            .home(login)
+            .join("results")
+            .join(format!("{batch}.json"));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !path.exists() {
+            assert!(Instant::now() < deadline, "no {}", path.display());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+    }
+
+    fn local(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let dir = self.env.path("client");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    fn queued(&self) -> usize {
+        let out = smsdrop(&[
+            "queue",
+            "list",
+            "--format",
+            "jsonl",
+            "--config",
+            self.config.to_str().unwrap(),
+        ]);
+        out.stdout.lines().count()
+    }
+
+    /// SIGTERM and the exit status.
+    fn stop(mut self) -> (i32, Env) {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let status = self.child.wait().unwrap();
+        let env = std::mem::replace(&mut self.env, Env::new());
+        (status.code().unwrap_or(-1), env)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn sample(text: &str) -> Vec<u8> {
+    zip_bytes(&[(
+        "sms/m.csv",
+        format!("TELRN_LONG;TEXT\n79031234567;{text}\n").as_bytes(),
+    )])
+}
+
+fn curl(args: &[&str]) -> i32 {
+    Command::new("curl")
+        .args(["-sS", "--max-time", "30"])
+        .args(args)
+        .status()
+        .unwrap()
+        .code()
+        .unwrap_or(-1)
+}
+
+#[test]
+fn curl_passive_epsv_and_active_uploads_are_processed() {
+    if !have("curl") {
+        return;
+    }
+    let server = Server::start();
+    let modes: [(&str, &[&str]); 3] = [
+        ("guest_20261123070001.zip", &[]),
+        ("guest_20261123070002.zip", &["--disable-epsv"]),
+        ("guest_20261123070003.zip", &["--ftp-port", "127.0.0.1"]),
+    ];
+    for (name, extra) in modes {
+        let file = server.local(name, &sample(name));
+        let mut args = vec!["-T", file.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let url = server.url("guest", "");
+        args.push(&url);
+        assert_eq!(curl(&args), 0, "{name} {extra:?}");
+        let result = server.result("guest", name.trim_end_matches(".zip"));
+        assert_eq!(result["status"], "accepted", "{result}");
+    }
+    assert_eq!(server.queued(), 3);
+    // The archives left the customer's folder.
+    let left: Vec<_> = std::fs::read_dir(server.home("guest"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(left, ["results"]);
+    // The results can be downloaded.
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            &server.url("guest", "results/guest_20261123070001.json"),
+        ])
+        .output()
+        .unwrap();
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["batch"], "guest_20261123070001");
+    let (code, _) = server.stop();
+    assert_eq!(code, 0, "SIGTERM is a clean exit");
+}
+
+#[test]
+fn logins_names_and_folders_are_guarded() {
+    if !have("curl") {
+        return;
+    }
+    let server = Server::start();
+    let file = server.local("guest_20261123070000.zip", &sample("x"));
+    let f = file.to_str().unwrap();
+    // Wrong password: refused, nothing lands.
+    let bad = format!("ftp://guest:nope@127.0.0.1:{}/", server.port);
+    assert_ne!(curl(&["-T", f, &bad]), 0);
+    // Unknown user; anonymous.
+    let anon = format!("ftp://127.0.0.1:{}/", server.port);
+    assert_ne!(curl(&["-T", f, &anon]), 0);
+    // Outside the home, into results/, not a zip: refused with a clear reply.
+    for path in [
+        "../guest_20261123070000.zip",
+        "../other/guest_20261123070000.zip",
+        "/etc/guest_20261123070000.zip",
+        "results/x.zip",
+        "notes.txt",
+    ] {
+        // Sent as written (no dot-segment clean-up, no CWD): `STOR ../x.zip`.
+        let url = server.url("guest", path);
+        assert_ne!(
+            curl(&["--path-as-is", "--ftp-method", "nocwd", "-T", f, &url]),
+            0,
+            "{path}"
+        );
+    }
+    let spool: Vec<_> = std::fs::read_dir(server.env.path("spool"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        spool.iter().all(|n| n == "guest" || n == "other"),
+        "{spool:?}"
+    );
+    assert!(std::fs::read_dir(server.home("other")).unwrap().count() == 1);
+    assert_eq!(server.queued(), 0);
+    // Another account's archive name in my folder: LOGIN_MISMATCH.
+    let theirs = server.local("other_20261123070000.zip", &sample("x"));
+    assert_eq!(
+        curl(&["-T", theirs.to_str().unwrap(), &server.url("guest", "")]),
+        0
+    );
+    let result = server.result("guest", "other_20261123070000");
+    assert_eq!(result["error"]["code"], "LOGIN_MISMATCH");
+    // Each account sees only its own folder.
+    let out = Command::new("curl")
+        .args(["-sS", "-l", &server.url("other", "")])
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(!listing.contains("other_20261123070000"), "{listing}");
+    assert!(!listing.contains("guest"), "{listing}");
+    // The same archive twice: DUPLICATE_BATCH, the first result kept.
+    let name = server.local("guest_20261123080000.zip", &sample("once"));
+    let n = name.to_str().unwrap();
+    assert_eq!(curl(&["-T", n, &server.url("guest", "")]), 0);
+    let first = server.result("guest", "guest_20261123080000");
+    assert_eq!(curl(&["-T", n, &server.url("guest", "")]), 0);
+    let dup = server.result("guest", "guest_20261123080000.duplicate");
+    assert_eq!(dup["error"]["code"], "DUPLICATE_BATCH");
+    assert_eq!(server.result("guest", "guest_20261123080000"), first);
+    assert_eq!(server.queued(), 1);
+}
+
+#[test]
+fn lftp_active_mode() {
+    if !have("lftp") {
+        return;
+    }
+    let server = Server::start();
+    let file = server.local("guest_20261123070000.zip", &sample("lftp"));
+    let status = Command::new("lftp")
+        .args([
+            "-e",
+            &format!(
+                "set ftp:passive-mode off; set ftp:ssl-allow no; set net:max-retries 1; put {}; bye",
+                file.display()
+            ),
+            "-u",
+            "guest,guest",
+            &format!("ftp://127.0.0.1:{}", server.port),
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(
+        server.result("guest", "guest_20261123070000")["status"],
+        "accepted"
+    );
+}
+
+/// The classic command-line client, driven by a script on stdin the way Windows
+/// `ftp -s:script` is used. It uses active mode (PORT) and exits 0 even when a
+/// command fails, so the server side is what is checked.
+#[test]
+fn classic_ftp_client_with_a_script() {
+    if !have("inetutils-ftp") {
+        return;
+    }
+    let server = Server::start();
+    let file = server.local("guest_20261123070000.zip", &sample("classic"));
+    let mut child = Command::new("inetutils-ftp")
+        .args(["-n", "-v", "127.0.0.1", &server.port.to_string()])
+        .current_dir(file.parent().unwrap())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"user guest guest\nbinary\nput guest_20261123070000.zip\nquit\n")
+        .unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        server.result("guest", "guest_20261123070000")["status"],
+        "accepted"
+    );
+}
+
+/// A slow upload is never processed early: until the transfer ends only a hidden
+/// part file exists, and the poller (running every second) leaves it alone.
+#[test]
+fn python_ftplib_slow_upload_is_not_processed_early() {
+    if !have("python3") {
+        return;
+    }
+    let server = Server::start();
+    // Large enough to take several slow chunks.
+    let mut text = String::from("TELRN_LONG;TEXT\n");
+    for i in 0..20_000 {
+        text.push_str(&format!("79031234567;message {i}\n"));
+    }
+    let bytes = zip_bytes(&[("m.csv", text.as_bytes())]);
+    let file = server.local("guest_20261123070000.zip", &bytes);
+    let script = format!(
+        r#"
+import ftplib, time, os, sys
+home = sys.argv[1]
+class Slow:
+    def __init__(self, path): self.f = open(path, "rb")
+    def read(self, n):
+        time.sleep(0.4)
+        # Mid-upload: nothing visible to the poller, no result yet.
+        visible = [x for x in os.listdir(home) if not x.startswith(".") and x != "results"]
+        assert visible == [], visible
+        assert os.listdir(os.path.join(home, "results")) == []
+        return self.f.read(4096)
+ftp = ftplib.FTP()
+ftp.connect("127.0.0.1", {port})
+ftp.login("guest", "guest")
+ftp.storbinary("STOR guest_20261123070000.zip", Slow("{file}"), blocksize=4096)
+ftp.quit()
+"#,
+        port = server.port,
+        file = file.display()
+    );
+    let status = Command::new("python3")
+        .args(["-c", &script, server.home("guest").to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let result = server.result("guest", "guest_20261123070000");
+    assert_eq!(result["accepted"], 20_000);
+}
+
+#[test]
+fn archives_waiting_at_startup_are_processed_in_order() {
+    let env = Env::new();
+    let home = env.path("spool/guest");
+    std::fs::create_dir_all(&home).unwrap();
+    for (name, text) in [
+        ("guest_20261123090000.zip", "second"),
+        ("guest_20261123080000.zip", "first"),
+    ] {
+        std::fs::write(home.join(name), sample(text)).unwrap();
+    }
+    let server = Server::start_in(env);
+    server.result("guest", "guest_20261123090000");
+    let out = smsdrop(&[
+        "queue",
+        "list",
+        "--format",
+        "jsonl",
+        "--config",
+        server.config.to_str().unwrap(),
+    ]);
+    let texts: Vec<String> = out
+        .stdout
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(texts, ["first", "second"]);
+}
+
+/// A self-signed certificate for 127.0.0.1 in `dir`: (cert, key).
+fn self_signed(dir: &std::path::Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let status = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    (cert, key)
+}
+
+fn tls_server(require: bool, account_extra: &str) -> Server {
+    let env = Env::new();
+    let (cert, key) = self_signed(env.dir.path());
+    let tls = format!(
+        "[ftp.tls]\ncert = {:?}\nkey = {:?}\nrequire = {require}\n",
+        cert.to_str().unwrap(),
+        key.to_str().unwrap()
+    );
+    Server::start_with(env, &tls, account_extra)
+}
+
+#[test]
+fn explicit_tls_with_curl_lftp_and_ftplib() {
+    if !have("openssl") || !have("curl") || !have("lftp") || !have("python3") {
+        return;
+    }
+    let server = tls_server(true, "");
+    // curl: AUTH TLS, protected data channel, passive.
+    let a = server.local("guest_20261123070001.zip", &sample("curl tls"));
+    let url = server.url("guest", "");
+    assert_eq!(
+        curl(&["--ssl-reqd", "-k", "-T", a.to_str().unwrap(), &url]),
+        0
+    );
+    // Without TLS the login is refused: require = true.
+    let b = server.local("guest_20261123070009.zip", &sample("plain"));
+    assert_ne!(curl(&["-T", b.to_str().unwrap(), &url]), 0);
+    // lftp: TLS and active mode.
+    let c = server.local("guest_20261123070002.zip", &sample("lftp tls"));
+    let status = Command::new("lftp")
+        .args([
+            "-e",
+            &format!(
+                "set ftp:passive-mode off; set ftp:ssl-force yes; set ftp:ssl-protect-data yes; \
+                 set ssl:verify-certificate no; set net:max-retries 1; put {}; bye",
+                c.display()
+            ),
+            "-u",
+            "guest,guest",
+            &format!("ftp://127.0.0.1:{}", server.port),
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // Python ftplib FTP_TLS with a protected data channel.
+    let d = server.local("guest_20261123070003.zip", &sample("ftplib tls"));
+    let script = format!(
+        r#"
+import ftplib, ssl
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+ftp = ftplib.FTP_TLS(context=ctx)
+ftp.connect("127.0.0.1", {port})
+ftp.login("guest", "guest")
+ftp.prot_p()
+with open("{file}", "rb") as f:
+    try:
+        ftp.storbinary("STOR guest_20261123070003.zip", f)
+    except ssl.SSLEOFError:
+        # libunftp ends a TLS upload channel without close_notify, which
+        # ftplib's unwrap() reports after all data was sent (docs/decisions.md).
+        ftp.voidresp()
+ftp.quit()
+"#,
+        port = server.port,
+        file = d.display()
+    );
+    assert!(
+        Command::new("python3")
+            .args(["-c", &script])
+            .status()
+            .unwrap()
+            .success()
+    );
+    for batch in [
+        "guest_20261123070001",
+        "guest_20261123070002",
+        "guest_20261123070003",
+    ] {
+        assert_eq!(
+            server.result("guest", batch)["status"],
+            "accepted",
+            "{batch}"
+        );
+    }
+    assert!(
+        !server
+            .home("guest")
+            .join("results/guest_20261123070009.json")
+            .exists()
+    );
+}
+
+#[test]
+fn tls_required_per_account() {
+    if !have("openssl") || !have("curl") {
+        return;
+    }
+    let server = tls_server(false, "require_tls = true");
+    let a = server.local("guest_20261123070001.zip", &sample("x"));
+    let f = a.to_str().unwrap();
+    // guest must use TLS; the other account need not.
+    assert_ne!(curl(&["-T", f, &server.url("guest", "")]), 0);
+    assert_eq!(
+        curl(&["--ssl-reqd", "-k", "-T", f, &server.url("guest", "")]),
+        0
+    );
+    assert_eq!(
+        server.result("guest", "guest_20261123070001")["status"],
+        "accepted"
+    );
+    let out = Command::new("curl")
+        .args(["-sS", "-l", &server.url("other", "")])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+}
+
+#[test]
+fn oversized_uploads_are_refused() {
+    if !have("curl") {
+        return;
+    }
+    let server = Server::start_with(Env::new(), "[limits]\nmax_archive_bytes = 1000", "");
+    let big = server.local("guest_20261123070000.zip", &vec![b'x'; 5000]);
+    assert_ne!(
+        curl(&["-T", big.to_str().unwrap(), &server.url("guest", "")]),
+        0
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let left: Vec<_> = std::fs::read_dir(server.home("guest"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(left, ["results"], "no part file, no archive");
+}
