@@ -169,9 +169,7 @@ pub fn run(
 
     let account = resolve_account(config, &file_name, request.account)?;
     // A dry run still reports DUPLICATE_BATCH when the queue already has the batch.
-    let queue = crate::queue::SqliteQueue::open_read_only(&config.queue.path)
-        .ok()
-        .flatten();
+    let queue = crate::queue::open_read_only(config).ok().flatten();
     let seen = |id: &crate::batch::BatchId| match &queue {
         Some(q) => q.has_batch(id.as_str()),
         None => Ok(false),

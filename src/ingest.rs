@@ -20,7 +20,7 @@ use crate::error::Rejection;
 use crate::message::schedule::rfc3339;
 use crate::process::Summary;
 use crate::process::{Job, Report, Tee, process};
-use crate::queue::SqliteQueue;
+use crate::queue::Queue;
 use crate::results::{ResultsCsv, publish_csv, write_summary};
 use crate::zone::ZoneResolver;
 
@@ -34,7 +34,7 @@ pub fn results_dir(config: &Config, account: &AccountConfig) -> PathBuf {
 pub fn ingest(
     config: &Config,
     zones: &dyn ZoneResolver,
-    queue: &mut SqliteQueue,
+    queue: &mut dyn Queue,
     path: &Path,
     account: &AccountConfig,
     now: DateTime<Utc>,
@@ -71,9 +71,9 @@ pub fn ingest(
     let stem = file_name.strip_suffix(".zip").unwrap_or(&file_name);
     let mut csv = ResultsCsv::create(&dir, stem, account.encoding)?;
     let mut fallbacks = Default::default();
-    let staged = match queue.stage(&account.login, |sink| {
+    let staged = match queue.stage(&account.login, &mut |sink| {
         let mut tee = Tee(sink, &mut csv);
-        let report = process(
+        let mut report = process(
             &Job {
                 path,
                 file_name: &file_name,
@@ -86,7 +86,7 @@ pub fn ingest(
             },
             &mut tee,
         );
-        fallbacks = report.fallbacks;
+        fallbacks = std::mem::take(&mut report.fallbacks);
         report.summary
     }) {
         Ok(staged) => staged,
@@ -95,7 +95,7 @@ pub fn ingest(
             return Err(e);
         }
     };
-    if staged.summary.error.is_some() {
+    if staged.summary().error.is_some() {
         csv.abandon();
         let summary = staged.commit()?;
         write_summary(&dir, &summary)?;
@@ -111,7 +111,7 @@ pub fn ingest(
 
 /// Publishes the results of a committed batch and records that it is done.
 /// Idempotent, so it also finishes a batch whose process died after its commit.
-pub fn finish(queue: &SqliteQueue, dir: &Path, summary: &Summary) -> Result<(), Rejection> {
+pub fn finish(queue: &dyn Queue, dir: &Path, summary: &Summary) -> Result<(), Rejection> {
     publish_csv(dir, &summary.batch)?;
     write_summary(dir, summary)?;
     queue.mark_finished(&summary.batch, &rfc3339(Utc::now()))

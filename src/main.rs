@@ -14,7 +14,6 @@ use smsdrop::check::{self, CheckRequest, OutputFormat};
 use smsdrop::config::Config;
 use smsdrop::ingest;
 use smsdrop::process::Status;
-use smsdrop::queue::SqliteQueue;
 use smsdrop::zone::NumberZones;
 
 #[derive(Parser)]
@@ -181,8 +180,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .unwrap_or_default();
             let summary = match check::resolve_account(&config, &file_name, account.as_deref())? {
                 Some(account) => {
-                    let mut queue = SqliteQueue::open(&config.queue.path)?;
-                    ingest::ingest(&config, &zones, &mut queue, &archive, account, Utc::now())?
+                    let mut queue = smsdrop::queue::open(&config)?;
+                    ingest::ingest(&config, &zones, &mut *queue, &archive, account, Utc::now())?
                         .summary
                 }
                 None => check::name_only_report(&file_name, Utc::now(), Utc::now()).summary,
@@ -192,7 +191,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Queue { command, config } => {
             let config = load_config(config.as_deref())?;
-            let Some(queue) = SqliteQueue::open_read_only(&config.queue.path)? else {
+            let Some(queue) = smsdrop::queue::open_read_only(&config)? else {
                 anyhow::bail!("no queue at {} yet", config.queue.path.display());
             };
             let stdout = io::stdout();
@@ -210,7 +209,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                 }
                 QueueCommand::List { batch, format } => {
-                    queue.list(batch.as_deref(), |m| match format {
+                    queue.list(batch.as_deref(), &mut |m| match format {
                         OutputFormat::Jsonl => {
                             serde_json::to_writer(&mut out, m)?;
                             out.write_all(b"\n")

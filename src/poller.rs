@@ -25,7 +25,7 @@ use crate::config::{AccountConfig, Config};
 use crate::error::{ErrorCode, Rejection};
 use crate::ingest::ingest;
 use crate::process::Report;
-use crate::queue::SqliteQueue;
+use crate::queue::Queue;
 use crate::zone::ZoneResolver;
 
 fn internal(what: &Path, e: io::Error) -> Rejection {
@@ -125,7 +125,7 @@ fn put_away(config: &Config, account: &AccountConfig, work: &Path) -> Result<(),
 pub fn poll_account(
     config: &Config,
     zones: &dyn ZoneResolver,
-    queue: &mut SqliteQueue,
+    queue: &mut dyn Queue,
     account: &AccountConfig,
 ) -> Result<Vec<Report>, Rejection> {
     let work = work_dir(config, account);

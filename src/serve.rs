@@ -21,7 +21,6 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::ftp::{Accounts, Landing};
 use crate::poller;
-use crate::queue::SqliteQueue;
 use crate::zone::NumberZones;
 
 /// Creates the spool, the account homes and the state folder; returns the
@@ -49,7 +48,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let spool = prepare_folders(&config)?;
     // Open once up front so a broken queue is a startup error.
-    SqliteQueue::open(&config.queue.path)?;
+    crate::queue::open(&config)?;
     let landed = Arc::new(Notify::new());
     let accounts = Arc::new(Accounts::new(config.clone(), spool.clone()));
     let storage = {
@@ -103,8 +102,8 @@ async fn poll_loop(
             tasks.spawn_blocking(move || {
                 let _permit = permit;
                 let account = &config.accounts[index];
-                let result = SqliteQueue::open(&config.queue.path).and_then(|mut queue| {
-                    poller::poll_account(&config, &*zones, &mut queue, account)
+                let result = crate::queue::open(&config).and_then(|mut queue| {
+                    poller::poll_account(&config, &*zones, &mut *queue, account)
                 });
                 if let Err(e) = result {
                     eprintln!("smsdrop: account {}: {e}", account.login);

@@ -8,7 +8,7 @@ use std::path::Path;
 use common::*;
 use smsdrop::config::Config;
 use smsdrop::poller::{poll_account, processed_dir, prune, work_dir};
-use smsdrop::queue::SqliteQueue;
+use smsdrop::queue::{Queue, SqliteQueue};
 use smsdrop::zone::NumberZones;
 
 fn setup(env: &Env) -> Config {
@@ -61,7 +61,7 @@ fn oldest_first_and_everything_else_left_alone() {
     );
     let mut texts = Vec::new();
     queue
-        .list(None, |m| {
+        .list(None, &mut |m| {
             texts.push(m.text.clone());
             Ok(())
         })
@@ -151,7 +151,7 @@ fn an_archive_left_in_work_is_resumed_first_and_queued_once() {
     assert!(again.is_empty(), "a finished batch is only put away");
     let mut count = 0;
     queue
-        .list(None, |_| {
+        .list(None, &mut |_| {
             count += 1;
             Ok(())
         })

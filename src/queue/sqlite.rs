@@ -1,4 +1,4 @@
-//! The queue (SPEC §8): accepted messages and batch records in SQLite (WAL).
+//! The SQLite back-end of the queue (WAL), the embedded default.
 //!
 //! Invariants:
 //! - One transaction per archive holds the batch record and all its messages, so a
@@ -19,7 +19,9 @@ use crate::error::{ErrorCode, Rejection};
 use crate::message::RowOutcome;
 use crate::message::schedule::rfc3339;
 use crate::process::{RowSink, Summary};
+use crate::queue::{Queue, QueuedMessage, StagedBatch, Stats};
 
+/// Version of the schema below (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = 1;
 
 const SCHEMA: &str = "
@@ -102,9 +104,10 @@ impl SqliteQueue {
             .map_err(|e| internal("open", e))?;
         Ok(Some(SqliteQueue { conn }))
     }
+}
 
-    /// Was this batch id already processed?
-    pub fn has_batch(&self, batch: &str) -> Result<bool, Rejection> {
+impl Queue for SqliteQueue {
+    fn has_batch(&self, batch: &str) -> Result<bool, Rejection> {
         self.conn
             .query_row(
                 "SELECT 1 FROM batches WHERE batch = ?1",
@@ -120,10 +123,11 @@ impl SqliteQueue {
     /// transaction. The transaction is committed, with the batch record, by
     /// [`Staged::commit`] — only when the summary has no archive-level error —
     /// so the caller can make its own files durable in between.
-    pub fn stage<F>(&mut self, account: &str, process: F) -> Result<Staged<'_>, Rejection>
-    where
-        F: FnOnce(&mut dyn RowSink) -> Summary,
-    {
+    fn stage<'q>(
+        &'q mut self,
+        account: &str,
+        process: &mut dyn FnMut(&mut dyn RowSink) -> Summary,
+    ) -> Result<Box<dyn StagedBatch + 'q>, Rejection> {
         let tx = self.conn.transaction().map_err(|e| internal("begin", e))?;
         // Messages are inserted before their batch record; check the reference
         // at commit.
@@ -145,16 +149,16 @@ impl SqliteQueue {
         };
         // An archive-level error: dropping the transaction rolls it back.
         let tx = summary.error.is_none().then_some(tx);
-        Ok(Staged {
+        Ok(Box::new(Staged {
             tx,
             account: account.to_owned(),
             summary,
-        })
+        }))
     }
 
     /// The stored summary of a batch that is committed but whose results were
     /// not published yet (a crash between the two), if there is one.
-    pub fn unfinished(&self, batch: &str) -> Result<Option<Summary>, Rejection> {
+    fn unfinished(&self, batch: &str) -> Result<Option<Summary>, Rejection> {
         let json: Option<String> = self
             .conn
             .query_row(
@@ -169,7 +173,7 @@ impl SqliteQueue {
     }
 
     /// Records that a batch's results are published and its archive put away.
-    pub fn mark_finished(&self, batch: &str, at: &str) -> Result<(), Rejection> {
+    fn mark_finished(&self, batch: &str, at: &str) -> Result<(), Rejection> {
         self.conn
             .execute(
                 "UPDATE batches SET finished_at = ?2 WHERE batch = ?1",
@@ -180,7 +184,7 @@ impl SqliteQueue {
     }
 
     /// Counts of messages by status and of batches.
-    pub fn stats(&self) -> Result<Stats, Rejection> {
+    fn stats(&self) -> Result<Stats, Rejection> {
         let q = |sql: &str| -> Result<i64, Rejection> {
             self.conn
                 .query_row(sql, [], |r| r.get(0))
@@ -213,10 +217,10 @@ impl SqliteQueue {
     }
 
     /// Calls `each` for every message (of one batch), in batch and line order.
-    pub fn list(
+    fn list(
         &self,
         batch: Option<&str>,
-        mut each: impl FnMut(&QueuedMessage) -> std::io::Result<()>,
+        each: &mut dyn FnMut(&QueuedMessage) -> std::io::Result<()>,
     ) -> Result<(), Rejection> {
         let sql = "SELECT message_id, line, phone, sender, text, encoding, segments, send_at,
                    expires_at, timezone, status FROM messages
@@ -245,16 +249,18 @@ impl SqliteQueue {
 }
 
 /// A processed archive whose messages wait in an open transaction.
-pub struct Staged<'q> {
+struct Staged<'q> {
     tx: Option<rusqlite::Transaction<'q>>,
     account: String,
     pub summary: Summary,
 }
 
-impl Staged<'_> {
-    /// Commits the messages with the batch record (nothing when the archive was
-    /// rejected as a whole) and returns the summary.
-    pub fn commit(self) -> Result<Summary, Rejection> {
+impl StagedBatch for Staged<'_> {
+    fn summary(&self) -> &Summary {
+        &self.summary
+    }
+
+    fn commit(self: Box<Self>) -> Result<Summary, Rejection> {
         let Some(tx) = self.tx else {
             return Ok(self.summary);
         };
@@ -336,28 +342,4 @@ impl RowSink for InsertSink<'_, '_> {
             .map(|_| ())
             .map_err(|e| internal("insert", e))
     }
-}
-
-#[derive(Debug, serde::Serialize)]
-pub struct Stats {
-    pub batches: i64,
-    pub messages: i64,
-    pub by_status: Vec<(String, i64)>,
-    pub next_send_at: Option<String>,
-}
-
-/// A message as stored, with the same fields as `check --format jsonl` plus status.
-#[derive(Debug, serde::Serialize)]
-pub struct QueuedMessage {
-    pub message_id: String,
-    pub line: i64,
-    pub phone: String,
-    pub sender: String,
-    pub text: String,
-    pub encoding: String,
-    pub segments: u32,
-    pub send_at: String,
-    pub expires_at: String,
-    pub timezone: String,
-    pub status: String,
 }
