@@ -10,6 +10,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -86,6 +87,9 @@ pub async fn run(
     Ok(())
 }
 
+/// Polls on every tick (interval, upload landed, an account finished): every
+/// account that is not already being processed gets a task, at most `workers`
+/// of them running, so one account's huge archive holds no other account back.
 async fn poll_loop(
     config: Arc<Config>,
     zones: Arc<NumberZones>,
@@ -94,30 +98,61 @@ async fn poll_loop(
 ) -> anyhow::Result<()> {
     let interval = Duration::from_secs(config.poller.interval_secs);
     let workers = Arc::new(Semaphore::new(config.poller.workers));
+    let busy: Vec<Arc<AtomicBool>> = config
+        .accounts
+        .iter()
+        .map(|_| Arc::new(AtomicBool::new(false)))
+        .collect();
+    let finished = Arc::new(Notify::new());
+    let mut tasks = tokio::task::JoinSet::new();
     loop {
-        let mut tasks = tokio::task::JoinSet::new();
-        for index in 0..config.accounts.len() {
-            let permit = workers.clone().acquire_owned().await?;
-            let (config, zones) = (config.clone(), zones.clone());
-            tasks.spawn_blocking(move || {
-                let _permit = permit;
-                let account = &config.accounts[index];
-                let result = crate::queue::open(&config).and_then(|mut queue| {
-                    poller::poll_account(&config, &*zones, &mut *queue, account)
+        while tasks.try_join_next().is_some() {}
+        for (index, flag) in busy.iter().enumerate() {
+            if flag.swap(true, Ordering::AcqRel) {
+                continue; // still working on this account
+            }
+            let (config, zones, workers) = (config.clone(), zones.clone(), workers.clone());
+            let (flag, finished) = (flag.clone(), finished.clone());
+            tasks.spawn(async move {
+                // Closed at shutdown: start nothing new.
+                let Ok(permit) = workers.acquire_owned().await else {
+                    flag.store(false, Ordering::Release);
+                    return;
+                };
+                let work = tokio::task::spawn_blocking(move || {
+                    let _permit = permit;
+                    let account = &config.accounts[index];
+                    let result = crate::queue::open(&config).and_then(|mut queue| {
+                        poller::poll_account(&config, &*zones, &mut *queue, account)
+                    });
+                    match result {
+                        Ok(reports) => !reports.is_empty(),
+                        Err(e) => {
+                            eprintln!("smsdrop: account {}: {e}", account.login);
+                            false
+                        }
+                    }
                 });
-                if let Err(e) = result {
-                    eprintln!("smsdrop: account {}: {e}", account.login);
+                let processed = work.await.unwrap_or(false);
+                flag.store(false, Ordering::Release);
+                if processed {
+                    // Uploads that landed meanwhile are picked up at once.
+                    finished.notify_one();
                 }
             });
         }
-        while tasks.join_next().await.is_some() {}
         if let Err(e) = poller::prune(&config, chrono::Utc::now()) {
             eprintln!("smsdrop: pruning processed archives: {e}");
         }
         tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
+            _ = shutdown.cancelled() => break,
             _ = landed.notified() => {}
+            _ = finished.notified() => {}
             _ = tokio::time::sleep(interval) => {}
         }
     }
+    // Let running archives reach their commit (or roll back); start no new ones.
+    workers.close();
+    while tasks.join_next().await.is_some() {}
+    Ok(())
 }

@@ -585,3 +585,37 @@ fn oversized_uploads_are_refused() {
         .collect();
     assert_eq!(left, ["results"], "no part file, no archive");
 }
+
+/// A huge archive of one account does not hold another account back.
+#[test]
+fn accounts_are_processed_side_by_side() {
+    if !have("curl") {
+        return;
+    }
+    let server = Server::start();
+    let mut text = String::from("TELRN_LONG;TEXT\n");
+    for i in 0..150_000 {
+        text.push_str(&format!("79031234567;message number {i}\n"));
+    }
+    let big = server.local(
+        "other_20261123070000.zip",
+        &zip_bytes(&[("m.csv", text.as_bytes())]),
+    );
+    let other = format!("ftp://other:guest@127.0.0.1:{}/", server.port);
+    assert_eq!(curl(&["-T", big.to_str().unwrap(), &other]), 0);
+    std::thread::sleep(Duration::from_millis(200));
+    let small = server.local("guest_20261123070000.zip", &sample("small"));
+    assert_eq!(
+        curl(&["-T", small.to_str().unwrap(), &server.url("guest", "")]),
+        0
+    );
+    server.result("guest", "guest_20261123070000");
+    let big_result = server
+        .home("other")
+        .join("results/other_20261123070000.json");
+    assert!(!big_result.exists(), "the small archive finished first");
+    assert_eq!(
+        server.result("other", "other_20261123070000")["accepted"],
+        150_000
+    );
+}

@@ -57,6 +57,19 @@ CREATE INDEX IF NOT EXISTS messages_due ON messages (status, send_at);
 CREATE INDEX IF NOT EXISTS messages_batch ON messages (batch, line);
 ";
 
+/// Accepted rows of the archive being processed wait in a connection-private
+/// temporary table (spilled to a temporary file, not memory, when large) and are
+/// copied into `messages` in the commit: SQLite has one writer, and this way the
+/// write lock is held for the copy only, not while an archive is read — so one
+/// account's huge archive does not stall the others' commits.
+const STAGING: &str = "
+PRAGMA temp_store = FILE;
+CREATE TEMP TABLE IF NOT EXISTS staged (
+    message_id TEXT, batch TEXT, account TEXT, line INTEGER, phone TEXT, sender TEXT,
+    text TEXT, encoding TEXT, segments INTEGER, send_at TEXT, expires_at TEXT, timezone TEXT
+);
+";
+
 fn internal(what: &str, e: impl std::fmt::Display) -> Rejection {
     Rejection::new(ErrorCode::InternalError, format!("queue: {what}: {e}"))
 }
@@ -87,6 +100,8 @@ impl SqliteQueue {
                 format!("database schema {version} is newer than this smsdrop ({SCHEMA_VERSION})"),
             ));
         }
+        conn.execute_batch(STAGING)
+            .map_err(|e| internal("staging table", e))?;
         conn.execute_batch(SCHEMA)
             .map_err(|e| internal("schema", e))?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)
@@ -133,12 +148,14 @@ impl Queue for SqliteQueue {
         // at commit.
         tx.pragma_update(None, "defer_foreign_keys", true)
             .map_err(|e| internal("defer_foreign_keys", e))?;
+        tx.execute("DELETE FROM temp.staged", [])
+            .map_err(|e| internal("staging", e))?;
         let summary = {
             let mut insert = tx
                 .prepare_cached(
-                    "INSERT INTO messages (message_id, batch, account, line, phone, sender, text,
-                     encoding, segments, send_at, expires_at, timezone, status)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'queued')",
+                    "INSERT INTO temp.staged (message_id, batch, account, line, phone, sender,
+                     text, encoding, segments, send_at, expires_at, timezone)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 )
                 .map_err(|e| internal("prepare", e))?;
             let mut sink = InsertSink {
@@ -278,6 +295,16 @@ impl StagedBatch for Staged<'_> {
             .unwrap_or_default();
         let status = serde_json::to_value(summary.status).expect("status");
         tx.execute(
+            "INSERT INTO messages (message_id, batch, account, line, phone, sender, text,
+             encoding, segments, send_at, expires_at, timezone, status)
+             SELECT message_id, batch, account, line, phone, sender, text, encoding, segments,
+                    send_at, expires_at, timezone, 'queued' FROM temp.staged",
+            [],
+        )
+        .map_err(|e| duplicate_or_internal(&summary, "messages", e))?;
+        tx.execute("DELETE FROM temp.staged", [])
+            .map_err(|e| internal("staging", e))?;
+        tx.execute(
             "INSERT INTO batches (batch, account, status, format, rows, accepted, rejected,
              received_at, processed_at, summary) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             params![
@@ -293,20 +320,23 @@ impl StagedBatch for Staged<'_> {
                 summary_json,
             ],
         )
-        .map_err(|e| {
-            if let rusqlite::Error::SqliteFailure(f, _) = &e
-                && f.code == rusqlite::ErrorCode::ConstraintViolation
-            {
-                return Rejection::new(
-                    ErrorCode::DuplicateBatch,
-                    format!("batch {} was already processed", summary.batch),
-                );
-            }
-            internal("batch record", e)
-        })?;
+        .map_err(|e| duplicate_or_internal(&summary, "batch record", e))?;
         tx.commit().map_err(|e| internal("commit", e))?;
         Ok(summary)
     }
+}
+
+/// A unique-key violation means another process committed the batch first.
+fn duplicate_or_internal(summary: &Summary, what: &str, e: rusqlite::Error) -> Rejection {
+    if let rusqlite::Error::SqliteFailure(f, _) = &e
+        && f.code == rusqlite::ErrorCode::ConstraintViolation
+    {
+        return Rejection::new(
+            ErrorCode::DuplicateBatch,
+            format!("batch {} was already processed", summary.batch),
+        );
+    }
+    internal(what, e)
 }
 
 struct InsertSink<'s, 'c> {
