@@ -58,6 +58,10 @@ impl Server {
     /// `extra` TOML sections are added to the config, `account_extra` lines to
     /// the guest account.
     fn start_with(env: Env, extra: &str, account_extra: &str) -> Server {
+        Server::start_full(env, 30, extra, account_extra)
+    }
+
+    fn start_full(env: Env, idle_secs: u64, extra: &str, account_extra: &str) -> Server {
         let port = free_port();
         // Passive ports: a small range near a free port (tests run in parallel).
         let pasv = free_port();
@@ -65,7 +69,7 @@ impl Server {
         let config = env.config(
             &format!(
                 "[ftp]\nlisten = \"127.0.0.1:{port}\"\npassive_ports = [{pasv}, {pasv}]\n\
-                 idle_timeout_secs = 30\n\
+                 idle_timeout_secs = {idle_secs}\n\
                  [spool]\ndir = \"{root}/spool\"\nstate_dir = \"{root}/state\"\n\
                  [poller]\ninterval_secs = 1\n\
                  [queue]\npath = \"{root}/state/queue.db\"\n\
@@ -196,6 +200,17 @@ fn curl_passive_epsv_and_active_uploads_are_processed() {
         let result = server.result("guest", name.trim_end_matches(".zip"));
         assert_eq!(result["status"], "accepted", "{result}");
     }
+    assert_eq!(server.queued(), 3);
+    // An upload cut off midway can look finished to the server: it is rejected
+    // by the integrity check, never queued.
+    let whole = sample("cut");
+    let cut = server.local("guest_20261123070004.zip", &whole[..whole.len() / 2]);
+    assert_eq!(
+        curl(&["-T", cut.to_str().unwrap(), &server.url("guest", "")]),
+        0
+    );
+    let result = server.result("guest", "guest_20261123070004");
+    assert_eq!(result["error"]["code"], "NOT_A_ZIP");
     assert_eq!(server.queued(), 3);
     // The archives left the customer's folder.
     let left: Vec<_> = std::fs::read_dir(server.home("guest"))
@@ -618,4 +633,37 @@ fn accounts_are_processed_side_by_side() {
         server.result("other", "other_20261123070000")["accepted"],
         150_000
     );
+}
+
+/// A client that stops sending mid-upload: after `idle_timeout_secs` the transfer
+/// is dropped and nothing of it is left, visible or hidden.
+#[test]
+fn a_stalled_upload_is_dropped() {
+    if !have("python3") {
+        return;
+    }
+    let server = Server::start_full(Env::new(), 2, "", "");
+    let script = format!(
+        r#"
+import ftplib, time, os, sys
+home = sys.argv[1]
+ftp = ftplib.FTP()
+ftp.connect("127.0.0.1", {port})
+ftp.login("guest", "guest")
+ftp.voidcmd("TYPE I")
+conn = ftp.transfercmd("STOR guest_20261123070000.zip")
+conn.sendall(b"PK" + b"x" * 1000)
+time.sleep(1)
+assert [x for x in os.listdir(home) if x.startswith(".")], "a part file while uploading"
+time.sleep(4)  # stalled for longer than idle_timeout_secs
+assert os.listdir(home) == ["results"], os.listdir(home)
+"#,
+        port = server.port
+    );
+    let status = Command::new("python3")
+        .args(["-c", &script, server.home("guest").to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(server.queued(), 0);
 }
