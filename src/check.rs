@@ -156,16 +156,7 @@ pub fn run(
         return Err(usage(io::Error::other("not a regular file")));
     }
     let now = request.now.unwrap_or_else(Utc::now).trunc_subsecs(0);
-    let received_at = metadata
-        .modified()
-        .map(DateTime::<Utc>::from)
-        .unwrap_or(now)
-        .trunc_subsecs(0)
-        .min(now);
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let (file_name, received_at) = crate::process::arrival(path, now);
 
     let account = resolve_account(config, &file_name, request.account)?;
     // A dry run still reports DUPLICATE_BATCH when the queue already has the batch.

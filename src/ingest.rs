@@ -40,16 +40,7 @@ pub fn ingest(
     now: DateTime<Utc>,
 ) -> Result<Report, Rejection> {
     let now = now.trunc_subsecs(0);
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let received_at = std::fs::metadata(path)
-        .and_then(|m| m.modified())
-        .map(DateTime::<Utc>::from)
-        .unwrap_or(now)
-        .trunc_subsecs(0)
-        .min(now);
+    let (file_name, received_at) = crate::process::arrival(path, now);
     let dir = results_dir(config, account);
     let name = BatchName::parse(&file_name).ok();
     if let Some(name) = name.as_ref().filter(|n| n.login == account.login)

@@ -134,6 +134,23 @@ pub struct Job<'a> {
     pub seen: Option<&'a SeenBatch<'a>>,
 }
 
+/// An archive's file name and when its upload completed (its modification time,
+/// whole seconds, never after `now`).
+pub fn arrival(path: &Path, now: DateTime<Utc>) -> (String, DateTime<Utc>) {
+    use chrono::SubsecRound;
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let received_at = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .map(DateTime::<Utc>::from)
+        .unwrap_or(now)
+        .trunc_subsecs(0)
+        .min(now);
+    (file_name, received_at)
+}
+
 /// Processes one archive; never panics on input, never returns half a batch.
 pub fn process(job: &Job<'_>, sink: &mut dyn RowSink) -> Report {
     let mut format = None;
