@@ -13,10 +13,12 @@
 //!   ignores hidden files, never sees a partial file. Only `*.zip` names at the
 //!   home's top level are accepted.
 
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::net::IpAddr;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -56,21 +58,20 @@ pub struct Accounts {
     config: Arc<Config>,
     /// Absolute spool folder.
     spool: PathBuf,
+    guard: LoginGuard,
 }
 
 impl Accounts {
     pub fn new(config: Arc<Config>, spool: PathBuf) -> Accounts {
-        Accounts { config, spool }
+        let guard = LoginGuard::new(&config.ftp.login_guard);
+        Accounts {
+            config,
+            spool,
+            guard,
+        }
     }
-}
 
-#[async_trait]
-impl Authenticator for Accounts {
-    async fn authenticate(
-        &self,
-        username: &str,
-        creds: &Credentials,
-    ) -> Result<Principal, AuthenticationError> {
+    async fn check(&self, username: &str, creds: &Credentials) -> Result<(), AuthenticationError> {
         let account = self
             .config
             .account(username)
@@ -98,11 +99,111 @@ impl Authenticator for Accounts {
                 .await
                 .unwrap_or(false);
         if ok {
-            Ok(Principal {
-                username: username.to_owned(),
-            })
+            Ok(())
         } else {
             Err(AuthenticationError::BadPassword)
+        }
+    }
+}
+
+/// Refuses an IP for `ban_secs` after `max_failures` failed logins within
+/// `window_secs` — even with the right password, so a ban cannot be probed.
+#[derive(Debug)]
+struct LoginGuard {
+    max_failures: usize,
+    window: Duration,
+    ban: Duration,
+    by_ip: std::sync::Mutex<HashMap<IpAddr, Failures>>,
+}
+
+#[derive(Debug, Default)]
+struct Failures {
+    recent: VecDeque<Instant>,
+    banned_until: Option<Instant>,
+}
+
+/// Tracked addresses at most; beyond it stale entries are dropped first, so a
+/// spray of addresses cannot grow memory without bound.
+const GUARD_MAX_IPS: usize = 100_000;
+
+impl LoginGuard {
+    fn new(config: &crate::config::LoginGuardConfig) -> LoginGuard {
+        LoginGuard {
+            max_failures: config.max_failures as usize,
+            window: Duration::from_secs(config.window_secs),
+            ban: Duration::from_secs(config.ban_secs),
+            by_ip: Default::default(),
+        }
+    }
+
+    fn banned(&self, ip: IpAddr, now: Instant) -> bool {
+        let map = self.by_ip.lock().expect("guard lock");
+        map.get(&ip)
+            .and_then(|f| f.banned_until)
+            .is_some_and(|until| now < until)
+    }
+
+    /// Records a failure; `true` when it starts a ban.
+    fn failed(&self, ip: IpAddr, now: Instant) -> bool {
+        let mut map = self.by_ip.lock().expect("guard lock");
+        if map.len() >= GUARD_MAX_IPS && !map.contains_key(&ip) {
+            let window = self.window;
+            map.retain(|_, f| {
+                f.banned_until.is_some_and(|u| now < u)
+                    || f.recent
+                        .back()
+                        .is_some_and(|t| now.duration_since(*t) < window)
+            });
+        }
+        let entry = map.entry(ip).or_default();
+        while entry
+            .recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= self.window)
+        {
+            entry.recent.pop_front();
+        }
+        entry.recent.push_back(now);
+        if entry.recent.len() >= self.max_failures {
+            entry.recent.clear();
+            entry.banned_until = Some(now + self.ban);
+            return true;
+        }
+        false
+    }
+
+    fn succeeded(&self, ip: IpAddr) {
+        self.by_ip.lock().expect("guard lock").remove(&ip);
+    }
+}
+
+#[async_trait]
+impl Authenticator for Accounts {
+    async fn authenticate(
+        &self,
+        username: &str,
+        creds: &Credentials,
+    ) -> Result<Principal, AuthenticationError> {
+        let ip = creds.source_ip;
+        if self.guard.banned(ip, Instant::now()) {
+            eprintln!("smsdrop: login of {username:?} from {ip} refused: address banned");
+            return Err(AuthenticationError::BadPassword);
+        }
+        match self.check(username, creds).await {
+            Ok(()) => {
+                self.guard.succeeded(ip);
+                Ok(Principal {
+                    username: username.to_owned(),
+                })
+            }
+            Err(e) => {
+                eprintln!("smsdrop: login of {username:?} from {ip} failed: {e}");
+                if self.guard.failed(ip, Instant::now()) {
+                    eprintln!("smsdrop: {ip} banned for {} s", self.guard.ban.as_secs());
+                }
+                // The same reply for every reason: nothing to probe.
+                Err(AuthenticationError::BadPassword)
+            }
         }
     }
 }
@@ -340,6 +441,39 @@ impl StorageBackend<FtpUser> for Landing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_ban_starts_at_max_failures_and_expires() {
+        let guard = LoginGuard::new(&crate::config::LoginGuardConfig {
+            max_failures: 3,
+            window_secs: 60,
+            ban_secs: 10,
+        });
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let other: IpAddr = "192.0.2.2".parse().unwrap();
+        let t0 = Instant::now();
+        assert!(!guard.failed(ip, t0));
+        assert!(!guard.failed(ip, t0 + Duration::from_secs(1)));
+        assert!(!guard.banned(ip, t0 + Duration::from_secs(2)));
+        assert!(guard.failed(ip, t0 + Duration::from_secs(2)));
+        assert!(guard.banned(ip, t0 + Duration::from_secs(3)));
+        assert!(!guard.banned(other, t0 + Duration::from_secs(3)));
+        assert!(!guard.banned(ip, t0 + Duration::from_secs(13)));
+    }
+
+    #[test]
+    fn failures_outside_the_window_do_not_count() {
+        let guard = LoginGuard::new(&crate::config::LoginGuardConfig {
+            max_failures: 2,
+            window_secs: 5,
+            ban_secs: 10,
+        });
+        let ip: IpAddr = "2001:db8::1".parse().unwrap();
+        let t0 = Instant::now();
+        assert!(!guard.failed(ip, t0));
+        assert!(!guard.failed(ip, t0 + Duration::from_secs(6)));
+        assert!(guard.failed(ip, t0 + Duration::from_secs(7)));
+    }
 
     #[test]
     fn only_top_level_zip_names_land() {

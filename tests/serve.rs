@@ -667,3 +667,45 @@ assert os.listdir(home) == ["results"], os.listdir(home)
     assert!(status.success());
     assert_eq!(server.queued(), 0);
 }
+
+fn list(url: &str) -> i32 {
+    curl(&["-l", "-o", "/dev/null", url])
+}
+
+/// After `max_failures` failed logins an address is refused even with the right
+/// password, until the ban expires.
+#[test]
+fn login_guard_bans_and_the_ban_expires() {
+    if !have("curl") {
+        return;
+    }
+    let server = Server::start_with(
+        Env::new(),
+        "[ftp.login_guard]\nmax_failures = 3\nwindow_secs = 60\nban_secs = 2",
+        "",
+    );
+    let good = server.url("guest", "");
+    let bad = format!("ftp://guest:wrong@127.0.0.1:{}/", server.port);
+    assert_eq!(list(&good), 0);
+    for _ in 0..3 {
+        assert_ne!(list(&bad), 0);
+    }
+    assert_ne!(list(&good), 0, "banned: the right password is refused too");
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(list(&good), 0, "the ban expired");
+}
+
+/// `allowed_ips`: a login from elsewhere gets the same reply as a wrong password.
+#[test]
+fn allowed_ips_refuse_other_addresses() {
+    if !have("curl") {
+        return;
+    }
+    let server = Server::start_with(
+        Env::new(),
+        "",
+        "allowed_ips = [\"10.0.0.0/8\", \"2001:db8::/32\"]",
+    );
+    assert_ne!(list(&server.url("guest", "")), 0);
+    assert_eq!(list(&server.url("other", "")), 0);
+}
