@@ -345,6 +345,13 @@ impl RawConfig {
                 format!("[{lo}, {hi}] is not a range of ports (low ≤ high, both > 0)"),
             );
         }
+        if let Some(tls) = &self.ftp.tls {
+            for (key, path) in [("ftp.tls.cert", &tls.cert), ("ftp.tls.key", &tls.key)] {
+                if !path.is_file() {
+                    return bad(key, format!("{} is not a readable file", path.display()));
+                }
+            }
+        }
         if self.ftp.idle_timeout_secs == 0 {
             return bad("ftp.idle_timeout_secs", "must be positive");
         }
@@ -536,6 +543,94 @@ pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Er
     Ok(argon2::Argon2::default()
         .hash_password(password.as_bytes())?
         .to_string())
+}
+
+/// What smsdrop would run with, for `smsdrop config check` (no secrets).
+pub fn describe(config: &Config, registry_ranges: usize) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let ftp = &config.ftp;
+    let _ = writeln!(s, "configuration is valid");
+    let _ = writeln!(
+        s,
+        "ftp:      {} (passive ports {}-{}, active mode on, idle timeout {} s)",
+        ftp.listen, ftp.passive_ports[0], ftp.passive_ports[1], ftp.idle_timeout_secs
+    );
+    match &ftp.tls {
+        Some(tls) => {
+            let _ = writeln!(
+                s,
+                "tls:      explicit FTPS, cert {}, key {}, required for everyone: {}",
+                tls.cert.display(),
+                tls.key.display(),
+                tls.require
+            );
+        }
+        None => {
+            let _ = writeln!(s, "tls:      off (plain FTP only)");
+        }
+    }
+    let g = &ftp.login_guard;
+    let _ = writeln!(
+        s,
+        "guard:    ban an address for {} s after {} failed logins within {} s",
+        g.ban_secs, g.max_failures, g.window_secs
+    );
+    let _ = writeln!(
+        s,
+        "spool:    {} (state {}, processed archives kept {} days)",
+        config.spool.dir.display(),
+        config.spool.state_dir.display(),
+        config.spool.keep_processed_days
+    );
+    let _ = writeln!(
+        s,
+        "poller:   every {} s, {} accounts at a time",
+        config.poller.interval_secs, config.poller.workers
+    );
+    let l = &config.limits;
+    let _ = writeln!(
+        s,
+        "limits:   archive {} B, inflated {} B, ratio {}:1, {} entries, line {} B",
+        l.max_archive_bytes,
+        l.max_uncompressed_bytes,
+        l.max_compression_ratio,
+        l.max_entries,
+        l.max_line_bytes
+    );
+    let _ = writeln!(
+        s,
+        "numbering: {} registry files, {} ranges",
+        config.numbering.registry_files.len(),
+        registry_ranges
+    );
+    let _ = match config.queue.backend {
+        QueueBackend::Sqlite => writeln!(s, "queue:    sqlite {}", config.queue.path.display()),
+        QueueBackend::Postgres => writeln!(s, "queue:    postgres"),
+    };
+    let _ = writeln!(s, "http:     {}", config.http.listen);
+    for a in &config.accounts {
+        let senders: Vec<&str> = a.senders.iter().map(Sender::as_str).collect();
+        let ips: Vec<String> = a.allowed_ips.iter().map(ToString::to_string).collect();
+        let _ = writeln!(
+            s,
+            "account:  {} senders [{}] default {}, zone {}, encoding {}, validity {} min, \
+             TLS required {}, from {}",
+            a.login,
+            senders.join(", "),
+            a.default_sender,
+            a.timezone,
+            a.encoding.name(),
+            a.default_validity_minutes,
+            a.require_tls || ftp.tls.as_ref().is_some_and(|t| t.require),
+            if ips.is_empty() {
+                "anywhere".to_owned()
+            } else {
+                ips.join(", ")
+            }
+        );
+    }
+    s
 }
 
 /// Does `password` match the PHC string `hash`?

@@ -67,8 +67,23 @@ enum Command {
         #[arg(long, global = true)]
         config: Option<PathBuf>,
     },
+    /// Check a configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Print the argon2id PHC hash of the password read from standard input.
     HashPassword,
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a configuration (and its registry files) and print what smsdrop
+    /// would run with; exit 2 naming the key at fault.
+    Check {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -223,6 +238,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
             out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config {
+            command: ConfigCommand::Check { config },
+        } => {
+            let config = load_config(config.as_deref())?;
+            let zones = NumberZones::from_files(&config.numbering.registry_files)?;
+            print!(
+                "{}",
+                smsdrop::config::describe(&config, zones.registry_len())
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::HashPassword => {

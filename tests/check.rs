@@ -751,3 +751,19 @@ fn the_embedded_config_checks_the_samples() {
         "Your code is 4512; it expires in 10 minutes"
     );
 }
+
+#[test]
+fn config_check_prints_the_configuration_or_names_the_key() {
+    let out = smsdrop(&["config", "check"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("account:  guest"), "{}", out.stdout);
+    assert!(!out.stdout.contains("argon2"), "no secrets: {}", out.stdout);
+    let env = Env::new();
+    let bad = env.config(
+        "[ftp.tls]\ncert = \"/nonexistent/cert.pem\"\nkey = \"/nonexistent/key.pem\"",
+        "",
+    );
+    let out = smsdrop(&["config", "check", "--config", bad.to_str().unwrap()]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("ftp.tls.cert"), "{}", out.stderr);
+}

@@ -93,6 +93,11 @@ impl NumberZones {
         Ok(NumberZones { registry })
     }
 
+    /// Ranges loaded from the registry files (0 without any).
+    pub fn registry_len(&self) -> usize {
+        self.registry.as_ref().map_or(0, Registry::len)
+    }
+
     /// The zone of a number, or why it has none of its own.
     pub fn zone_of(&self, phone: &Msisdn) -> Result<Tz, Fallback> {
         let digits = phone.digits();
