@@ -125,9 +125,13 @@ impl Output {
     }
 }
 
+/// Runs smsdrop in a fresh empty folder, so the embedded config's relative
+/// `var/` paths never meet a developer's own `var/`.
 pub fn smsdrop(args: &[&str]) -> Output {
+    let cwd = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_smsdrop"))
         .args(args)
+        .current_dir(cwd.path())
         .output()
         .unwrap();
     Output {
