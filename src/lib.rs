@@ -6,11 +6,15 @@
 //! The pipeline is the architecture; each stage is one module:
 //!
 //! ```text
-//!  upload ─▶ batch ─▶ archive ─▶ text ─▶ csv ─▶ format ─▶ message ─▶ sink
-//!  (name)   (name    (zip, limits, (decode,  (records) (template/ (phone, text,   (check output,
-//!            rules)   layout)      lines)             plain)     schedule, …)    queue + results)
+//!  FTP/FTPS ─▶ landing ─▶ poller ─▶ archive ─▶ text ─▶ csv ─▶ format ─▶ message ─▶ queue
+//!  (ftp,       (.part +   (oldest   (zip,      (decode (records (template (phone,    + results
+//!   serve)      rename)    first)    limits)    lines)  bounded) /plain)   schedule…)
 //! ```
 //!
+//! - [`serve`]: the FTP server and the poll loop in one process.
+//! - [`ftp`]: accounts (authentication, homes, login guard) and atomic landing.
+//! - [`poller`]: customers' folders → work → processed, one archive at a time
+//!   per account, resuming after a crash.
 //! - [`config`]: the TOML configuration, validated in one step.
 //! - [`batch`]: archive names `<login>_<YYYYMMDDhhmmss>.zip`.
 //! - [`archive`]: opens a zip, enforces `[limits]`, rejects hostile entries, finds
@@ -21,9 +25,11 @@
 //! - [`message`]: per-row phone, sender, substitution, schedule, segments.
 //! - [`zone`]: subscriber time zones for `localtime=1`.
 //! - [`process`]: one archive end to end, rows to a [`process::RowSink`].
-//! - [`queue`]: the SQLite queue, one transaction per archive.
+//! - [`queue`]: the queue interface and its SQLite back-end, one transaction per
+//!   archive.
 //! - [`results`]: results JSON and CSV for the customer, written atomically.
-//! - [`ingest`]: one archive into the queue and results, as the poller will.
+//! - [`ingest`]: one archive into the queue and results (used by the poller and
+//!   `smsdrop ingest`).
 //! - [`check`]: the `smsdrop check` dry run and its output formats.
 //! - [`error`]: the customer-visible error codes.
 

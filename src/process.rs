@@ -38,15 +38,6 @@ impl RowSink for Tee<'_> {
     }
 }
 
-/// A sink that keeps nothing (counts come from the summary).
-pub struct Discard;
-
-impl RowSink for Discard {
-    fn row(&mut self, _: &RowOutcome) -> Result<(), Rejection> {
-        Ok(())
-    }
-}
-
 /// What the format parsers need besides the archive.
 pub struct Context<'a> {
     pub batch: &'a BatchId,

@@ -58,19 +58,6 @@ pub trait ZoneResolver: Send + Sync {
     fn subscriber_zone(&self, phone: &Msisdn, account_zone: Tz) -> ZoneAnswer;
 }
 
-/// The resolver with no data: every number gets the account's zone.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct AccountZoneOnly;
-
-impl ZoneResolver for AccountZoneOnly {
-    fn subscriber_zone(&self, _phone: &Msisdn, account_zone: Tz) -> ZoneAnswer {
-        ZoneAnswer {
-            tz: account_zone,
-            fallback: Some(Fallback::NoZoneData),
-        }
-    }
-}
-
 /// The resolver of SPEC §4: registry for Russia, prefix map elsewhere.
 #[derive(Debug, Default)]
 pub struct NumberZones {
