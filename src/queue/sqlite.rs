@@ -136,7 +136,7 @@ impl Queue for SqliteQueue {
 
     /// Runs `process` with a sink that inserts accepted rows into an open
     /// transaction. The transaction is committed, with the batch record, by
-    /// [`Staged::commit`] — only when the summary has no archive-level error —
+    /// [`StagedBatch::commit`] — only when the summary has no archive-level error —
     /// so the caller can make its own files durable in between.
     fn stage<'q>(
         &'q mut self,
