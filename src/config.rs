@@ -270,7 +270,7 @@ fn default_validity() -> i64 {
 }
 
 /// A validated account.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AccountConfig {
     pub login: String,
     /// argon2id PHC string.
@@ -285,6 +285,23 @@ pub struct AccountConfig {
     pub default_validity_minutes: u32,
     pub allowed_ips: Vec<IpNet>,
     pub require_tls: bool,
+}
+
+impl std::fmt::Debug for AccountConfig {
+    // By hand, so that no log line or panic message ever carries a password hash.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccountConfig")
+            .field("login", &self.login)
+            .field("password_hash", &"<redacted>")
+            .field("senders", &self.senders)
+            .field("default_sender", &self.default_sender)
+            .field("timezone", &self.timezone)
+            .field("encoding", &self.encoding.name())
+            .field("default_validity_minutes", &self.default_validity_minutes)
+            .field("allowed_ips", &self.allowed_ips)
+            .field("require_tls", &self.require_tls)
+            .finish()
+    }
 }
 
 impl AccountConfig {
@@ -807,6 +824,16 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("accounts")
+        );
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_password_hash() {
+        let c = with_account("", "").unwrap();
+        let shown = format!("{c:?}");
+        assert!(
+            shown.contains("guest") && !shown.contains("argon2"),
+            "{shown}"
         );
     }
 

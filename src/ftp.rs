@@ -186,7 +186,7 @@ impl Authenticator for Accounts {
     ) -> Result<Principal, AuthenticationError> {
         let ip = creds.source_ip;
         if self.guard.banned(ip, Instant::now()) {
-            eprintln!("smsdrop: login of {username:?} from {ip} refused: address banned");
+            tracing::warn!(user = username, %ip, "login refused: address banned");
             return Err(AuthenticationError::BadPassword);
         }
         match self.check(username, creds).await {
@@ -197,9 +197,9 @@ impl Authenticator for Accounts {
                 })
             }
             Err(e) => {
-                eprintln!("smsdrop: login of {username:?} from {ip} failed: {e}");
+                tracing::warn!(user = username, %ip, reason = %e, "login failed");
                 if self.guard.failed(ip, Instant::now()) {
-                    eprintln!("smsdrop: {ip} banned for {} s", self.guard.ban.as_secs());
+                    tracing::warn!(%ip, ban_secs = self.guard.ban.as_secs(), "address banned");
                 }
                 // The same reply for every reason: nothing to probe.
                 Err(AuthenticationError::BadPassword)

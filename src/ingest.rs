@@ -41,6 +41,46 @@ pub fn ingest(
 ) -> Result<Report, Rejection> {
     let now = now.trunc_subsecs(0);
     let (file_name, received_at) = crate::process::arrival(path, now);
+    let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let span = tracing::info_span!("archive", account = %account.login, file = %file_name, bytes);
+    let _entered = span.enter();
+    let started = std::time::Instant::now();
+    let report = ingest_file(
+        config,
+        zones,
+        queue,
+        path,
+        account,
+        now,
+        &file_name,
+        received_at,
+    )?;
+    let s = &report.summary;
+    match &s.error {
+        None => tracing::info!(
+            batch = %s.batch, status = s.status.as_str(), rows = s.rows, accepted = s.accepted,
+            rejected = s.rejected, secs = started.elapsed().as_secs_f64(), "archive processed"
+        ),
+        Some(e) => tracing::info!(
+            batch = %s.batch, code = %e.code, error = %e.message,
+            secs = started.elapsed().as_secs_f64(), "archive rejected"
+        ),
+    }
+    Ok(report)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn ingest_file(
+    config: &Config,
+    zones: &dyn ZoneResolver,
+    queue: &mut dyn Queue,
+    path: &Path,
+    account: &AccountConfig,
+    now: DateTime<Utc>,
+    file_name: &str,
+    received_at: DateTime<Utc>,
+) -> Result<Report, Rejection> {
+    let file_name = file_name.to_owned();
     let dir = results_dir(config, account);
     let name = BatchName::parse(&file_name).ok();
     if let Some(name) = name.as_ref().filter(|n| n.login == account.login)

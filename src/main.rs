@@ -121,8 +121,30 @@ fn exit_code(status: Status) -> ExitCode {
     }
 }
 
+/// Logs go to stderr: level from `RUST_LOG` (default `info`, libunftp at `warn`),
+/// JSON lines when
+/// `SMSDROP_LOG_FORMAT=json`.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        // libunftp's own spans carry whole structs at info level: keep them quiet.
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("info,libunftp=warn,unftp_sbe_fs=warn")
+        });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("SMSDROP_LOG_FORMAT").as_deref() == Ok("json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Serve { .. }) {
+        init_logging();
+    }
     match run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -77,6 +77,17 @@ pub enum Status {
     Rejected,
 }
 
+impl Status {
+    /// As written in results: `accepted`, `partially_accepted`, `rejected`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Accepted => "accepted",
+            Status::PartiallyAccepted => "partially_accepted",
+            Status::Rejected => "rejected",
+        }
+    }
+}
+
 /// The results JSON of SPEC §7.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Summary {

@@ -77,7 +77,8 @@ pub async fn run(
     let server = builder.build().context("cannot configure the FTP server")?;
     let listen = config.ftp.listen.clone();
     let ftp = tokio::spawn(async move { server.listen(listen).await });
-    eprintln!("smsdrop: FTP listening on {}", config.ftp.listen);
+    tracing::info!(listen = %config.ftp.listen, passive_ports = ?config.ftp.passive_ports,
+        tls = config.ftp.tls.is_some(), "FTP server started");
 
     let poll = tokio::spawn(poll_loop(config.clone(), zones, landed, shutdown.clone()));
     let ftp_result = ftp.await.context("FTP server task")?;
@@ -128,7 +129,8 @@ async fn poll_loop(
                     match result {
                         Ok(reports) => !reports.is_empty(),
                         Err(e) => {
-                            eprintln!("smsdrop: account {}: {e}", account.login);
+                            tracing::error!(account = %account.login, error = %e,
+                                "archive left for the next poll");
                             false
                         }
                     }
@@ -142,7 +144,7 @@ async fn poll_loop(
             });
         }
         if let Err(e) = poller::prune(&config, chrono::Utc::now()) {
-            eprintln!("smsdrop: pruning processed archives: {e}");
+            tracing::warn!(error = %e, "cannot prune processed archives");
         }
         tokio::select! {
             _ = shutdown.cancelled() => break,

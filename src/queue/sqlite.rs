@@ -293,7 +293,6 @@ impl StagedBatch for Staged<'_> {
                     .to_owned()
             })
             .unwrap_or_default();
-        let status = serde_json::to_value(summary.status).expect("status");
         tx.execute(
             "INSERT INTO messages (message_id, batch, account, line, phone, sender, text,
              encoding, segments, send_at, expires_at, timezone, status)
@@ -310,7 +309,7 @@ impl StagedBatch for Staged<'_> {
             params![
                 summary.batch,
                 self.account,
-                status.as_str(),
+                summary.status.as_str(),
                 format,
                 summary.rows as i64,
                 summary.accepted as i64,
