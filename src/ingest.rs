@@ -45,14 +45,14 @@ pub fn ingest(
     let span = tracing::info_span!("archive", account = %account.login, file = %file_name, bytes);
     let _entered = span.enter();
     let started = std::time::Instant::now();
-    let report = ingest_file(
+    let report = ingest_inner(
         config,
         zones,
         queue,
         path,
         account,
         now,
-        &file_name,
+        file_name,
         received_at,
     )?;
     let s = &report.summary;
@@ -69,18 +69,18 @@ pub fn ingest(
     Ok(report)
 }
 
+/// The work of [`ingest`], inside its log span.
 #[allow(clippy::too_many_arguments)]
-fn ingest_file(
+fn ingest_inner(
     config: &Config,
     zones: &dyn ZoneResolver,
     queue: &mut dyn Queue,
     path: &Path,
     account: &AccountConfig,
     now: DateTime<Utc>,
-    file_name: &str,
+    file_name: String,
     received_at: DateTime<Utc>,
 ) -> Result<Report, Rejection> {
-    let file_name = file_name.to_owned();
     let dir = results_dir(config, account);
     let name = BatchName::parse(&file_name).ok();
     if let Some(name) = name.as_ref().filter(|n| n.login == account.login)
