@@ -156,7 +156,11 @@ pub fn run(
         return Err(usage(io::Error::other("not a regular file")));
     }
     let now = request.now.unwrap_or_else(Utc::now).trunc_subsecs(0);
-    let (file_name, received_at) = crate::process::arrival(path, now);
+    let crate::process::Arrival {
+        file_name,
+        received_at,
+        ..
+    } = crate::process::arrival(path, now);
 
     let account = resolve_account(config, &file_name, request.account)?;
     // A dry run still reports DUPLICATE_BATCH when the queue already has the batch.

@@ -40,21 +40,73 @@ pub fn ingest(
     now: DateTime<Utc>,
 ) -> Result<Report, Rejection> {
     let now = now.trunc_subsecs(0);
-    let (file_name, received_at) = crate::process::arrival(path, now);
-    let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let crate::process::Arrival {
+        file_name,
+        received_at,
+        bytes,
+    } = crate::process::arrival(path, now);
     let span = tracing::info_span!("archive", account = %account.login, file = %file_name, bytes);
     let _entered = span.enter();
     let started = std::time::Instant::now();
-    let report = ingest_inner(
-        config,
-        zones,
-        queue,
-        path,
-        account,
-        now,
-        file_name,
-        received_at,
-    )?;
+    let report = (|| -> Result<Report, Rejection> {
+        let dir = results_dir(config, account);
+        let name = BatchName::parse(&file_name).ok();
+        if let Some(name) = name.as_ref().filter(|n| n.login == account.login)
+            && let Some(summary) = queue.unfinished(name.id.as_str())?
+        {
+            // A previous run committed this batch and stopped before its results
+            // were published: finish that run instead of answering DUPLICATE_BATCH.
+            finish(queue, &dir, &summary)?;
+            return Ok(Report {
+                summary,
+                fallbacks: Default::default(),
+            });
+        }
+        let duplicate = match &name {
+            Some(name) => queue.has_batch(name.id.as_str())?,
+            None => false,
+        };
+        let seen = move |_: &crate::batch::BatchId| Ok(duplicate);
+        let stem = file_name.strip_suffix(".zip").unwrap_or(&file_name);
+        let mut csv = ResultsCsv::create(&dir, stem, account.encoding)?;
+        let mut fallbacks = Default::default();
+        let staged = match queue.stage(&account.login, &mut |sink| {
+            let mut tee = Tee(sink, &mut csv);
+            let mut report = process(
+                &Job {
+                    path,
+                    file_name: &file_name,
+                    account,
+                    limits: &config.limits,
+                    zones,
+                    now,
+                    received_at,
+                    seen: Some(&seen),
+                },
+                &mut tee,
+            );
+            fallbacks = std::mem::take(&mut report.fallbacks);
+            report.summary
+        }) {
+            Ok(staged) => staged,
+            Err(e) => {
+                csv.abandon();
+                return Err(e);
+            }
+        };
+        if staged.summary().error.is_some() {
+            csv.abandon();
+            let summary = staged.commit()?;
+            write_summary(&dir, &summary)?;
+            return Ok(Report { summary, fallbacks });
+        }
+        // The CSV is on disk before the commit, so a crash after the commit can
+        // still publish it (see `finish`).
+        csv.seal()?;
+        let summary = staged.commit()?;
+        finish(queue, &dir, &summary)?;
+        Ok(Report { summary, fallbacks })
+    })()?;
     let s = &report.summary;
     match &s.error {
         None => tracing::info!(
@@ -67,77 +119,6 @@ pub fn ingest(
         ),
     }
     Ok(report)
-}
-
-/// The work of [`ingest`], inside its log span.
-#[allow(clippy::too_many_arguments)]
-fn ingest_inner(
-    config: &Config,
-    zones: &dyn ZoneResolver,
-    queue: &mut dyn Queue,
-    path: &Path,
-    account: &AccountConfig,
-    now: DateTime<Utc>,
-    file_name: String,
-    received_at: DateTime<Utc>,
-) -> Result<Report, Rejection> {
-    let dir = results_dir(config, account);
-    let name = BatchName::parse(&file_name).ok();
-    if let Some(name) = name.as_ref().filter(|n| n.login == account.login)
-        && let Some(summary) = queue.unfinished(name.id.as_str())?
-    {
-        // A previous run committed this batch and stopped before its results
-        // were published: finish that run instead of answering DUPLICATE_BATCH.
-        finish(queue, &dir, &summary)?;
-        return Ok(Report {
-            summary,
-            fallbacks: Default::default(),
-        });
-    }
-    let duplicate = match &name {
-        Some(name) => queue.has_batch(name.id.as_str())?,
-        None => false,
-    };
-    let seen = move |_: &crate::batch::BatchId| Ok(duplicate);
-    let stem = file_name.strip_suffix(".zip").unwrap_or(&file_name);
-    let mut csv = ResultsCsv::create(&dir, stem, account.encoding)?;
-    let mut fallbacks = Default::default();
-    let staged = match queue.stage(&account.login, &mut |sink| {
-        let mut tee = Tee(sink, &mut csv);
-        let mut report = process(
-            &Job {
-                path,
-                file_name: &file_name,
-                account,
-                limits: &config.limits,
-                zones,
-                now,
-                received_at,
-                seen: Some(&seen),
-            },
-            &mut tee,
-        );
-        fallbacks = std::mem::take(&mut report.fallbacks);
-        report.summary
-    }) {
-        Ok(staged) => staged,
-        Err(e) => {
-            csv.abandon();
-            return Err(e);
-        }
-    };
-    if staged.summary().error.is_some() {
-        csv.abandon();
-        let summary = staged.commit()?;
-        write_summary(&dir, &summary)?;
-        return Ok(Report { summary, fallbacks });
-    }
-    // The CSV is on disk before the commit, so a crash after the commit can
-    // still publish it (see `finish`).
-    csv.seal()?;
-    let summary = staged.commit()?;
-    finish(queue, &dir, &summary)?;
-    Ok(Report { summary, fallbacks })
 }
 
 /// Publishes the results of a committed batch and records that it is done.

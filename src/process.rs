@@ -136,21 +136,35 @@ pub struct Job<'a> {
     pub seen: Option<&'a SeenBatch<'a>>,
 }
 
-/// An archive's file name and when its upload completed (its modification time,
-/// whole seconds, never after `now`).
-pub fn arrival(path: &Path, now: DateTime<Utc>) -> (String, DateTime<Utc>) {
+/// An archive file as it arrived.
+pub struct Arrival {
+    pub file_name: String,
+    /// When the upload completed: its modification time, whole seconds, never
+    /// after `now`.
+    pub received_at: DateTime<Utc>,
+    pub bytes: u64,
+}
+
+/// Reads an archive's name, upload time and size (one `stat`).
+pub fn arrival(path: &Path, now: DateTime<Utc>) -> Arrival {
     use chrono::SubsecRound;
     let file_name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let received_at = std::fs::metadata(path)
-        .and_then(|m| m.modified())
+    let meta = std::fs::metadata(path).ok();
+    let received_at = meta
+        .as_ref()
+        .and_then(|m| m.modified().ok())
         .map(DateTime::<Utc>::from)
         .unwrap_or(now)
         .trunc_subsecs(0)
         .min(now);
-    (file_name, received_at)
+    Arrival {
+        file_name,
+        received_at,
+        bytes: meta.map_or(0, |m| m.len()),
+    }
 }
 
 /// Processes one archive; never panics on input, never returns half a batch.

@@ -88,6 +88,8 @@ pub async fn run(
     Ok(())
 }
 
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
 /// Polls on every tick (interval, upload landed, an account finished): every
 /// account that is not already being processed gets a task, at most `workers`
 /// of them running, so one account's huge archive holds no other account back.
@@ -106,6 +108,7 @@ async fn poll_loop(
         .collect();
     let finished = Arc::new(Notify::new());
     let mut tasks = tokio::task::JoinSet::new();
+    let mut last_prune = None;
     loop {
         while tasks.try_join_next().is_some() {}
         for (index, flag) in busy.iter().enumerate() {
@@ -143,8 +146,13 @@ async fn poll_loop(
                 }
             });
         }
-        if let Err(e) = poller::prune(&config, chrono::Utc::now()) {
-            tracing::warn!(error = %e, "cannot prune processed archives");
+        // Pruning walks every processed/ folder: hourly is plenty for a
+        // retention counted in days, and it stays off the per-upload path.
+        if last_prune.is_none_or(|t: std::time::Instant| t.elapsed() >= PRUNE_EVERY) {
+            last_prune = Some(std::time::Instant::now());
+            if let Err(e) = poller::prune(&config, chrono::Utc::now()) {
+                tracing::warn!(error = %e, "cannot prune processed archives");
+            }
         }
         tokio::select! {
             _ = shutdown.cancelled() => break,

@@ -53,6 +53,16 @@ pub enum Format {
     Plain,
 }
 
+impl Format {
+    /// As written in results and the queue: `template` or `plain`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Template => "template",
+            Format::Plain => "plain",
+        }
+    }
+}
+
 /// A header row: names trimmed, lower-cased, a stray BOM removed.
 pub struct Header {
     pub names: Vec<String>,

@@ -16,6 +16,7 @@ use std::path::Path;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use crate::error::{ErrorCode, Rejection};
+use crate::format::Format;
 use crate::message::RowOutcome;
 use crate::message::schedule::rfc3339;
 use crate::process::{RowSink, Summary};
@@ -102,10 +103,14 @@ impl SqliteQueue {
         }
         conn.execute_batch(STAGING)
             .map_err(|e| internal("staging table", e))?;
-        conn.execute_batch(SCHEMA)
-            .map_err(|e| internal("schema", e))?;
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
-            .map_err(|e| internal("user_version", e))?;
+        // The poller opens the queue on every poll: write the schema (a write
+        // transaction) only when the database does not have it yet.
+        if version < SCHEMA_VERSION {
+            conn.execute_batch(SCHEMA)
+                .map_err(|e| internal("schema", e))?;
+            conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+                .map_err(|e| internal("user_version", e))?;
+        }
         Ok(SqliteQueue { conn })
     }
 
@@ -283,16 +288,7 @@ impl StagedBatch for Staged<'_> {
         };
         let summary = self.summary;
         let summary_json = serde_json::to_string(&summary).map_err(|e| internal("json", e))?;
-        let format = summary
-            .format
-            .map(|f| {
-                serde_json::to_value(f)
-                    .expect("format")
-                    .as_str()
-                    .expect("str")
-                    .to_owned()
-            })
-            .unwrap_or_default();
+        let format = summary.format.map_or("", Format::as_str);
         tx.execute(
             "INSERT INTO messages (message_id, batch, account, line, phone, sender, text,
              encoding, segments, send_at, expires_at, timezone, status)
