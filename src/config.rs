@@ -80,6 +80,10 @@ pub struct FtpConfig {
     pub passive_ports: [u16; 2],
     /// A session idle this long is closed.
     pub idle_timeout_secs: u64,
+    /// Open control connections at most, all clients together; more get 421.
+    pub max_sessions: u32,
+    /// Open control connections at most from one client address.
+    pub max_sessions_per_ip: u32,
     pub tls: Option<TlsConfig>,
     pub login_guard: LoginGuardConfig,
 }
@@ -90,6 +94,8 @@ impl Default for FtpConfig {
             listen: "127.0.0.1:2121".into(),
             passive_ports: [50000, 50100],
             idle_timeout_secs: 600,
+            max_sessions: 200,
+            max_sessions_per_ip: 20,
             tls: None,
             login_guard: LoginGuardConfig::default(),
         }
@@ -342,6 +348,36 @@ impl Config {
     pub fn account(&self, login: &str) -> Option<&AccountConfig> {
         self.accounts.iter().find(|a| a.login == login)
     }
+
+    /// This configuration with the accounts of `newer` (what SIGHUP applies),
+    /// and whether `newer` also changes something that needs a restart.
+    pub fn with_accounts_of(&self, newer: &Config) -> (Config, bool) {
+        let mut merged = self.clone();
+        merged.accounts = newer.accounts.clone();
+        // Debug covers every field (hashes redacted, and the accounts are the
+        // same on both sides), so it tells whether anything else differs.
+        let restart_needed = format!("{merged:?}") != format!("{newer:?}");
+        (merged, restart_needed)
+    }
+}
+
+/// The configuration a running server works with, replaced whole on reload
+/// so that every reader sees one consistent snapshot.
+#[derive(Debug)]
+pub struct Live(std::sync::RwLock<std::sync::Arc<Config>>);
+
+impl Live {
+    pub fn new(config: std::sync::Arc<Config>) -> Live {
+        Live(std::sync::RwLock::new(config))
+    }
+
+    pub fn get(&self) -> std::sync::Arc<Config> {
+        self.0.read().expect("config lock").clone()
+    }
+
+    pub fn set(&self, config: std::sync::Arc<Config>) {
+        *self.0.write().expect("config lock") = config;
+    }
 }
 
 impl RawConfig {
@@ -371,6 +407,15 @@ impl RawConfig {
         }
         if self.ftp.idle_timeout_secs == 0 {
             return bad("ftp.idle_timeout_secs", "must be positive");
+        }
+        if self.ftp.max_sessions == 0 {
+            return bad("ftp.max_sessions", "must be positive");
+        }
+        if self.ftp.max_sessions_per_ip == 0 || self.ftp.max_sessions_per_ip > self.ftp.max_sessions {
+            return bad(
+                "ftp.max_sessions_per_ip",
+                "must be positive and at most ftp.max_sessions",
+            );
         }
         let guard = &self.ftp.login_guard;
         if guard.max_failures == 0 || guard.window_secs == 0 {
@@ -570,8 +615,14 @@ pub fn describe(config: &Config, registry_ranges: usize) -> String {
     let _ = writeln!(s, "configuration is valid");
     let _ = writeln!(
         s,
-        "ftp:      {} (passive ports {}-{}, active mode on, idle timeout {} s)",
-        ftp.listen, ftp.passive_ports[0], ftp.passive_ports[1], ftp.idle_timeout_secs
+        "ftp:      {} (passive ports {}-{}, active mode on, idle timeout {} s, \
+         sessions ≤ {} in all and ≤ {} per address)",
+        ftp.listen,
+        ftp.passive_ports[0],
+        ftp.passive_ports[1],
+        ftp.idle_timeout_secs,
+        ftp.max_sessions,
+        ftp.max_sessions_per_ip
     );
     match &ftp.tls {
         Some(tls) => {

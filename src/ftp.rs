@@ -18,6 +18,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -30,7 +31,8 @@ use unftp_core::auth::{
 use unftp_core::storage::{self, ErrorKind, Metadata, StorageBackend};
 use unftp_sbe_fs::Filesystem;
 
-use crate::config::Config;
+use crate::config::Live;
+use crate::metrics;
 
 /// A logged-in account.
 #[derive(Debug, Clone)]
@@ -52,18 +54,20 @@ impl UserDetail for FtpUser {
     }
 }
 
-/// The configured accounts, as authenticator and user-detail provider.
+/// The configured accounts, as authenticator and user-detail provider. They are
+/// read from the live configuration at every login, so a reload (SIGHUP) applies
+/// to the next login while open sessions go on.
 #[derive(Debug)]
 pub struct Accounts {
-    config: Arc<Config>,
+    config: Arc<Live>,
     /// Absolute spool folder.
     spool: PathBuf,
     guard: LoginGuard,
 }
 
 impl Accounts {
-    pub fn new(config: Arc<Config>, spool: PathBuf) -> Accounts {
-        let guard = LoginGuard::new(&config.ftp.login_guard);
+    pub fn new(config: Arc<Live>, spool: PathBuf) -> Accounts {
+        let guard = LoginGuard::new(&config.get().ftp.login_guard);
         Accounts {
             config,
             spool,
@@ -72,12 +76,12 @@ impl Accounts {
     }
 
     async fn check(&self, username: &str, creds: &Credentials) -> Result<(), AuthenticationError> {
-        let account = self
-            .config
+        let config = self.config.get();
+        let account = config
             .account(username)
             .ok_or(AuthenticationError::BadUser)?;
         let tls_required =
-            account.require_tls || self.config.ftp.tls.as_ref().is_some_and(|tls| tls.require);
+            account.require_tls || config.ftp.tls.as_ref().is_some_and(|tls| tls.require);
         if tls_required && creds.command_channel_security == ChannelEncryptionState::Plaintext {
             return Err(AuthenticationError::new(format!(
                 "account {username} must log in over TLS (AUTH TLS)"
@@ -186,6 +190,7 @@ impl Authenticator for Accounts {
     ) -> Result<Principal, AuthenticationError> {
         let ip = creds.source_ip;
         if self.guard.banned(ip, Instant::now()) {
+            metrics::LOGINS_REFUSED_BANNED.inc();
             tracing::warn!(user = username, %ip, "login refused: address banned");
             return Err(AuthenticationError::BadPassword);
         }
@@ -197,8 +202,10 @@ impl Authenticator for Accounts {
                 })
             }
             Err(e) => {
+                metrics::LOGIN_FAILURES.inc();
                 tracing::warn!(user = username, %ip, reason = %e, "login failed");
                 if self.guard.failed(ip, Instant::now()) {
+                    metrics::LOGIN_BANS.inc();
                     tracing::warn!(%ip, ban_secs = self.guard.ban.as_secs(), "address banned");
                 }
                 // The same reply for every reason: nothing to probe.
@@ -213,14 +220,91 @@ impl UserDetailProvider for Accounts {
     type User = FtpUser;
 
     async fn provide_user_detail(&self, principal: &Principal) -> Result<FtpUser, UserDetailError> {
-        let account = self
-            .config
+        let config = self.config.get();
+        let account = config
             .account(&principal.username)
             .ok_or_else(|| UserDetailError::new("no such account"))?;
         Ok(FtpUser {
             login: account.login.clone(),
             home: self.spool.join(&account.login),
         })
+    }
+}
+
+/// Caps on open control connections, all clients together and per client
+/// address. A [`SessionSlot`] holds one place until it is dropped.
+#[derive(Debug)]
+pub struct SessionLimits {
+    max_total: u32,
+    max_per_ip: u32,
+    open: std::sync::Mutex<(u32, HashMap<IpAddr, u32>)>,
+}
+
+/// Which cap refused a connection (the `cap` label of the metric).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cap {
+    Total,
+    PerIp,
+}
+
+impl Cap {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cap::Total => "total",
+            Cap::PerIp => "per_ip",
+        }
+    }
+}
+
+impl SessionLimits {
+    pub fn new(max_total: u32, max_per_ip: u32) -> Arc<SessionLimits> {
+        Arc::new(SessionLimits {
+            max_total,
+            max_per_ip,
+            open: Default::default(),
+        })
+    }
+
+    /// A place for a connection from `ip`, or the cap that is reached.
+    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<SessionSlot, Cap> {
+        let mut open = self.open.lock().expect("session lock");
+        let (total, by_ip) = &mut *open;
+        if *total >= self.max_total {
+            return Err(Cap::Total);
+        }
+        let mine = by_ip.entry(ip).or_default();
+        if *mine >= self.max_per_ip {
+            return Err(Cap::PerIp);
+        }
+        *mine += 1;
+        *total += 1;
+        metrics::SESSIONS_ACTIVE.inc();
+        Ok(SessionSlot {
+            limits: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// One open connection, counted until dropped.
+#[derive(Debug)]
+pub struct SessionSlot {
+    limits: Arc<SessionLimits>,
+    ip: IpAddr,
+}
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        let mut open = self.limits.open.lock().expect("session lock");
+        let (total, by_ip) = &mut *open;
+        *total -= 1;
+        if let Some(n) = by_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                by_ip.remove(&self.ip);
+            }
+        }
+        metrics::SESSIONS_ACTIVE.dec();
     }
 }
 
@@ -232,6 +316,8 @@ pub struct Landing {
     stall: Duration,
     /// Poked when an upload has landed, to wake the poller.
     landed: Arc<Notify>,
+    /// Uploads in progress, so that shutdown can wait for them.
+    uploads: Arc<AtomicUsize>,
 }
 
 impl Landing {
@@ -240,13 +326,33 @@ impl Landing {
         max_bytes: u64,
         stall: Duration,
         landed: Arc<Notify>,
+        uploads: Arc<AtomicUsize>,
     ) -> std::io::Result<Landing> {
         Ok(Landing {
             inner: Filesystem::new(spool)?,
             max_bytes,
             stall,
             landed,
+            uploads,
         })
+    }
+}
+
+/// An upload in progress: counted, and its part file removed unless it
+/// landed — also when the session is dropped mid-transfer (shutdown, abort).
+struct Upload<'a> {
+    part: PathBuf,
+    landed: bool,
+    uploads: &'a AtomicUsize,
+}
+
+impl Drop for Upload<'_> {
+    fn drop(&mut self) {
+        self.uploads.fetch_sub(1, AtomicOrdering::AcqRel);
+        if !self.landed {
+            // One unlink; not worth a trip to the blocking pool.
+            let _ = std::fs::remove_file(&self.part);
+        }
     }
 }
 
@@ -343,6 +449,12 @@ impl StorageBackend<FtpUser> for Landing {
         let name = landing_name(path.as_ref())?;
         let part = user.home.join(format!(".{name}.part"));
         let target = user.home.join(&name);
+        self.uploads.fetch_add(1, AtomicOrdering::AcqRel);
+        let mut upload = Upload {
+            part: part.clone(),
+            landed: false,
+            uploads: &self.uploads,
+        };
         let file = tokio::fs::File::create(&part).await?;
         let mut out = tokio::io::BufWriter::with_capacity(1 << 20, file);
         let mut buf = vec![0u8; 256 * 1024];
@@ -375,11 +487,10 @@ impl StorageBackend<FtpUser> for Landing {
             Ok(())
         }
         .await;
-        if let Err(e) = result {
-            let _ = tokio::fs::remove_file(&part).await;
-            return Err(e);
-        }
+        result?;
         tokio::fs::rename(&part, &target).await?;
+        upload.landed = true;
+        drop(upload);
         self.landed.notify_one();
         Ok(total)
     }
@@ -473,6 +584,23 @@ mod tests {
         assert!(!guard.failed(ip, t0));
         assert!(!guard.failed(ip, t0 + Duration::from_secs(6)));
         assert!(guard.failed(ip, t0 + Duration::from_secs(7)));
+    }
+
+    #[test]
+    fn session_caps_count_per_address_and_in_all() {
+        let limits = SessionLimits::new(3, 2);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let a1 = limits.admit(a).unwrap();
+        let a2 = limits.admit(a).unwrap();
+        assert_eq!(limits.admit(a).unwrap_err(), Cap::PerIp);
+        let b1 = limits.admit(b).unwrap();
+        assert_eq!(limits.admit(b).unwrap_err(), Cap::Total);
+        drop(a1);
+        let a3 = limits.admit(a).unwrap();
+        drop((a2, a3, b1));
+        assert_eq!(limits.open.lock().unwrap().0, 0);
+        assert!(limits.open.lock().unwrap().1.is_empty());
     }
 
     #[test]

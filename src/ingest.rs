@@ -108,6 +108,7 @@ pub fn ingest(
         Ok(Report { summary, fallbacks })
     })()?;
     let s = &report.summary;
+    crate::metrics::archive_processed(s, started.elapsed().as_secs_f64());
     match &s.error {
         None => tracing::info!(
             batch = %s.batch, status = s.status.as_str(), rows = s.rows, accepted = s.accepted,

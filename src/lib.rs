@@ -11,8 +11,11 @@
 //!   serve)      rename)    first)    limits)    lines)  bounded) /plain)   schedule…)
 //! ```
 //!
-//! - [`serve`]: the FTP server and the poll loop in one process.
-//! - [`ftp`]: accounts (authentication, homes, login guard) and atomic landing.
+//! - [`serve`]: the FTP server, the poll loop and the HTTP listener in one
+//!   process; session caps, SIGHUP reload, systemd notification.
+//! - [`ftp`]: accounts (authentication, homes, login guard), session caps and
+//!   atomic landing.
+//! - [`http`], [`metrics`]: `/metrics` (Prometheus) and `/healthz`.
 //! - [`poller`]: customers' folders → work → processed, one archive at a time
 //!   per account, resuming after a crash.
 //! - [`config`]: the TOML configuration, validated in one step.
@@ -40,9 +43,11 @@ pub mod config;
 pub mod csv;
 pub mod error;
 pub mod format;
+pub mod http;
 pub mod ftp;
 pub mod ingest;
 pub mod message;
+pub mod metrics;
 pub mod poller;
 pub mod process;
 pub mod queue;

@@ -156,8 +156,8 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve { config } => {
-            let config = std::sync::Arc::new(load_config(config.as_deref())?);
+        Command::Serve { config: path } => {
+            let config = std::sync::Arc::new(load_config(path.as_deref())?);
             let zones =
                 std::sync::Arc::new(NumberZones::from_files(&config.numbering.registry_files)?);
             let runtime = tokio::runtime::Runtime::new()?;
@@ -174,7 +174,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                     signals.cancel();
                 });
-                smsdrop::serve::run(config, zones, shutdown).await
+                smsdrop::serve::run(config, path, zones, shutdown).await
             })?;
             Ok(ExitCode::SUCCESS)
         }

@@ -1,28 +1,48 @@
-//! `smsdrop serve`: the FTP server and the poller in one process.
+//! `smsdrop serve`: the FTP server, the poller and the HTTP listener in one
+//! process.
 //!
-//! The poller runs every `poller.interval_secs` and at once when an upload lands
-//! (the storage back-end pokes a [`Notify`]). Each poll processes the accounts
-//! with waiting archives, at most `poller.workers` at a time, each account
-//! strictly one archive after another (see [`crate::poller`]); the blocking work
-//! (zip, CSV, SQLite) runs on the blocking pool. Shutdown (SIGTERM/SIGINT, or the
-//! token) stops the listener, lets the running archives finish — an archive is
-//! either committed whole or not at all — and returns.
+//! - FTP: our own accept loop enforces the session caps (421 beyond them) and
+//!   hands each admitted connection to libunftp (`Server::service`), built per
+//!   connection from the live configuration — so the TLS certificate is re-read
+//!   for every new session (a renewed certificate needs no restart).
+//! - The poller runs every `poller.interval_secs` and at once when an upload
+//!   lands (the storage back-end pokes a [`Notify`]). Each poll processes the
+//!   accounts with waiting archives, at most `poller.workers` at a time, each
+//!   account strictly one archive after another (see [`crate::poller`]); the
+//!   blocking work (zip, CSV, SQLite) runs on the blocking pool.
+//! - `/metrics` and `/healthz` ([`crate::http`]).
+//! - systemd: `READY=1` once every listener is bound and the queue opened;
+//!   SIGHUP re-reads the accounts (`RELOADING=1` … `READY=1`) without touching
+//!   open sessions; `STOPPING=1` at shutdown.
+//!
+//! Shutdown (SIGTERM/SIGINT, or the token) stops accepting, lets uploads in
+//! progress finish for up to [`UPLOAD_GRACE`], closes the sessions, lets the
+//! running archives finish — an archive is either committed whole or not at
+//! all — and returns.
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
 use libunftp::ServerBuilder;
-use libunftp::options::{ActivePassiveMode, Shutdown};
+use libunftp::options::ActivePassiveMode;
+use sd_notify::NotifyState;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
-use crate::ftp::{Accounts, Landing};
+use crate::config::{Config, Live};
+use crate::ftp::{Accounts, Landing, SessionLimits};
+use crate::metrics;
 use crate::poller;
 use crate::zone::NumberZones;
+
+/// How long shutdown waits for uploads in progress.
+pub const UPLOAD_GRACE: Duration = Duration::from_secs(10);
 
 /// Creates the spool, the account homes and the state folder; returns the
 /// absolute spool path.
@@ -41,50 +61,220 @@ fn prepare_folders(config: &Config) -> anyhow::Result<PathBuf> {
         .with_context(|| format!("cannot resolve {}", config.spool.dir.display()))
 }
 
-/// Runs until `shutdown` is cancelled.
+/// Tells systemd (when it started us with `Type=notify`); a no-op otherwise.
+fn notify_systemd(states: &[NotifyState]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::warn!(error = %e, "cannot notify systemd");
+    }
+}
+
+/// Runs until `shutdown` is cancelled. `config_path` is what SIGHUP re-reads
+/// (`None`: the embedded configuration, which cannot change).
 pub async fn run(
     config: Arc<Config>,
+    config_path: Option<PathBuf>,
     zones: Arc<NumberZones>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let spool = prepare_folders(&config)?;
     // Open once up front so a broken queue is a startup error.
     crate::queue::open(&config)?;
-    let landed = Arc::new(Notify::new());
-    let accounts = Arc::new(Accounts::new(config.clone(), spool.clone()));
-    let storage = {
-        let (spool, landed) = (spool.clone(), landed.clone());
-        let max = config.limits.max_archive_bytes;
-        let stall = Duration::from_secs(config.ftp.idle_timeout_secs);
-        move || Landing::new(&spool, max, stall, landed.clone()).expect("spool folder exists")
-    };
-    let [lo, hi] = config.ftp.passive_ports;
-    let stop = shutdown.clone();
-    let mut builder = ServerBuilder::with_user_detail_provider(Box::new(storage), accounts.clone())
-        // Set explicitly: the default would be the anonymous authenticator.
-        .authenticator(accounts)
-        .greeting("smsdrop ready")
-        .passive_ports(lo..=hi)
-        .active_passive_mode(ActivePassiveMode::ActiveAndPassive)
-        .idle_session_timeout(config.ftp.idle_timeout_secs)
-        .shutdown_indicator(async move {
-            stop.cancelled().await;
-            Shutdown::new().grace_period(Duration::from_secs(5))
-        });
-    if let Some(tls) = &config.ftp.tls {
-        builder = builder.ftps(tls.cert.clone(), tls.key.clone());
-    }
-    let server = builder.build().context("cannot configure the FTP server")?;
-    let listen = config.ftp.listen.clone();
-    let ftp = tokio::spawn(async move { server.listen(listen).await });
-    tracing::info!(listen = %config.ftp.listen, passive_ports = ?config.ftp.passive_ports,
+    metrics::register_all();
+    let live = Arc::new(Live::new(config.clone()));
+    let ftp_listener = TcpListener::bind(&config.ftp.listen)
+        .await
+        .with_context(|| format!("ftp.listen: cannot listen on {}", config.ftp.listen))?;
+    let http_listener = TcpListener::bind(&config.http.listen)
+        .await
+        .with_context(|| format!("http.listen: cannot listen on {}", config.http.listen))?;
+    let ftp_addr = ftp_listener.local_addr()?;
+    tracing::info!(listen = %ftp_addr, passive_ports = ?config.ftp.passive_ports,
         tls = config.ftp.tls.is_some(), "FTP server started");
+    tracing::info!(listen = %http_listener.local_addr()?, "HTTP listener started (/metrics, /healthz)");
 
-    let poll = tokio::spawn(poll_loop(config.clone(), zones, landed, shutdown.clone()));
-    let ftp_result = ftp.await.context("FTP server task")?;
+    let landed = Arc::new(Notify::new());
+    let front = Front {
+        live: live.clone(),
+        accounts: Arc::new(Accounts::new(live.clone(), spool.clone())),
+        spool: spool.clone(),
+        landed: landed.clone(),
+        uploads: Arc::new(AtomicUsize::new(0)),
+    };
+    let probe = Arc::new(crate::http::Probe {
+        ftp: ftp_addr,
+        config: live.clone(),
+    });
+    let http = tokio::spawn(crate::http::run(http_listener, probe, shutdown.clone()));
+    let poll = tokio::spawn(poll_loop(live.clone(), zones, landed, shutdown.clone()));
+    let reload = tokio::spawn(reload_on_hangup(live.clone(), config_path, shutdown.clone()));
+    notify_systemd(&[NotifyState::Ready]);
+
+    let ftp = accept_loop(ftp_listener, front, shutdown.clone()).await;
     shutdown.cancel();
+    notify_systemd(&[NotifyState::Stopping]);
+    let _ = http.await;
+    let _ = reload.await;
     poll.await.context("poller task")??;
-    ftp_result.context("FTP server")?;
+    ftp
+}
+
+/// What every FTP session is built from.
+#[derive(Clone)]
+struct Front {
+    live: Arc<Live>,
+    accounts: Arc<Accounts>,
+    spool: PathBuf,
+    landed: Arc<Notify>,
+    uploads: Arc<AtomicUsize>,
+}
+
+impl Front {
+    /// A libunftp server for one connection, from the live configuration.
+    /// Blocking: it reads the TLS certificate and key.
+    fn server(&self) -> anyhow::Result<libunftp::Server<Landing, crate::ftp::FtpUser>> {
+        let config = self.live.get();
+        let storage = {
+            let (spool, landed, uploads) =
+                (self.spool.clone(), self.landed.clone(), self.uploads.clone());
+            let max = config.limits.max_archive_bytes;
+            let stall = Duration::from_secs(config.ftp.idle_timeout_secs);
+            move || {
+                Landing::new(&spool, max, stall, landed.clone(), uploads.clone())
+                    .expect("spool folder exists")
+            }
+        };
+        let [lo, hi] = config.ftp.passive_ports;
+        let mut builder =
+            ServerBuilder::with_user_detail_provider(Box::new(storage), self.accounts.clone())
+                // Set explicitly: the default would be the anonymous authenticator.
+                .authenticator(self.accounts.clone())
+                .greeting("smsdrop ready")
+                .passive_ports(lo..=hi)
+                .active_passive_mode(ActivePassiveMode::ActiveAndPassive)
+                .idle_session_timeout(config.ftp.idle_timeout_secs)
+                .metrics();
+        if let Some(tls) = &config.ftp.tls {
+            builder = builder.ftps(tls.cert.clone(), tls.key.clone());
+        }
+        builder.build().context("cannot configure the FTP server")
+    }
+}
+
+/// Accepts control connections until shutdown: admitted ones get a libunftp
+/// session, the rest a 421 reply.
+async fn accept_loop(
+    listener: TcpListener,
+    front: Front,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let limits = {
+        let ftp = &front.live.get().ftp;
+        SessionLimits::new(ftp.max_sessions, ftp.max_sessions_per_ip)
+    };
+    let mut sessions = tokio::task::JoinSet::new();
+    loop {
+        while sessions.try_join_next().is_some() {}
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of descriptors, most likely: back off instead of spinning.
+                    tracing::warn!(error = %e, "ftp: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let slot = match limits.admit(peer.ip()) {
+            Ok(slot) => slot,
+            Err(cap) => {
+                metrics::SESSIONS_REFUSED.with_label_values(&[cap.as_str()]).inc();
+                tracing::warn!(ip = %peer.ip(), cap = cap.as_str(), "connection refused: too many sessions");
+                tokio::spawn(refuse(stream, cap));
+                continue;
+            }
+        };
+        let front = front.clone();
+        sessions.spawn(async move {
+            let _slot = slot;
+            let server = match tokio::task::spawn_blocking(move || front.server()).await {
+                Ok(Ok(server)) => server,
+                Ok(Err(e)) => return tracing::error!(error = %format!("{e:#}"), "ftp session not started"),
+                Err(e) => return tracing::error!(error = %e, "ftp session not started"),
+            };
+            if let Err(e) = server.service(stream).await {
+                tracing::debug!(ip = %peer.ip(), error = %e, "ftp session ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    // Uploads in progress may finish (and land); then every session is closed.
+    let deadline = tokio::time::Instant::now() + UPLOAD_GRACE;
+    while front.uploads.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sessions.shutdown().await;
+    Ok(())
+}
+
+async fn refuse(mut stream: TcpStream, cap: crate::ftp::Cap) {
+    let reply: &[u8] = match cap {
+        crate::ftp::Cap::Total => b"421 Too many connections, try again later.\r\n",
+        crate::ftp::Cap::PerIp => b"421 Too many connections from your address, try again later.\r\n",
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        stream.write_all(reply).await?;
+        stream.shutdown().await
+    })
+    .await;
+}
+
+/// SIGHUP: re-read the configuration file and apply its accounts.
+async fn reload_on_hangup(
+    live: Arc<Live>,
+    path: Option<PathBuf>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("SIGHUP handler")?;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = hangup.recv() => {}
+        }
+        let mut reloading = vec![NotifyState::Reloading];
+        if let Ok(now) = NotifyState::monotonic_usec_now() {
+            reloading.push(now);
+        }
+        notify_systemd(&reloading);
+        match &path {
+            None => tracing::warn!("SIGHUP: running on the embedded configuration, nothing to reload"),
+            Some(path) => {
+                let (live, path) = (live.clone(), path.clone());
+                match tokio::task::spawn_blocking(move || reload(&live, &path)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::error!(error = %format!("{e:#}"),
+                        "SIGHUP: configuration not reloaded; the previous one stays in force"),
+                    Err(e) => tracing::error!(error = %e, "SIGHUP: reload task failed"),
+                }
+            }
+        }
+        notify_systemd(&[NotifyState::Ready]);
+    }
+}
+
+/// Applies the accounts of the file at `path` (blocking).
+fn reload(live: &Live, path: &Path) -> anyhow::Result<()> {
+    let newer = Config::load(path)?;
+    let (merged, restart_needed) = live.get().with_accounts_of(&newer);
+    prepare_folders(&merged)?;
+    let logins: Vec<&str> = merged.accounts.iter().map(|a| a.login.as_str()).collect();
+    tracing::info!(accounts = ?logins, "SIGHUP: accounts reloaded");
+    if restart_needed {
+        tracing::warn!("SIGHUP: only [[accounts]] are reloaded; the other changes need a restart");
+    }
+    live.set(Arc::new(merged));
     Ok(())
 }
 
@@ -94,29 +284,28 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// account that is not already being processed gets a task, at most `workers`
 /// of them running, so one account's huge archive holds no other account back.
 async fn poll_loop(
-    config: Arc<Config>,
+    live: Arc<Live>,
     zones: Arc<NumberZones>,
     landed: Arc<Notify>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let interval = Duration::from_secs(config.poller.interval_secs);
-    let workers = Arc::new(Semaphore::new(config.poller.workers));
-    let busy: Vec<Arc<AtomicBool>> = config
-        .accounts
-        .iter()
-        .map(|_| Arc::new(AtomicBool::new(false)))
-        .collect();
+    let workers = Arc::new(Semaphore::new(live.get().poller.workers));
+    // By login, so that accounts added by a reload get theirs.
+    let mut busy: HashMap<String, Arc<AtomicBool>> = HashMap::new();
     let finished = Arc::new(Notify::new());
     let mut tasks = tokio::task::JoinSet::new();
     let mut last_prune = None;
     loop {
         while tasks.try_join_next().is_some() {}
-        for (index, flag) in busy.iter().enumerate() {
+        let config = live.get();
+        for account in &config.accounts {
+            let flag = busy.entry(account.login.clone()).or_default();
             if flag.swap(true, Ordering::AcqRel) {
                 continue; // still working on this account
             }
             let (config, zones, workers) = (config.clone(), zones.clone(), workers.clone());
             let (flag, finished) = (flag.clone(), finished.clone());
+            let login = account.login.clone();
             tasks.spawn(async move {
                 // Closed at shutdown: start nothing new.
                 let Ok(permit) = workers.acquire_owned().await else {
@@ -125,13 +314,14 @@ async fn poll_loop(
                 };
                 let work = tokio::task::spawn_blocking(move || {
                     let _permit = permit;
-                    let account = &config.accounts[index];
+                    let account = config.account(&login).expect("account of this snapshot");
                     let result = crate::queue::open(&config).and_then(|mut queue| {
                         poller::poll_account(&config, &*zones, &mut *queue, account)
                     });
                     match result {
                         Ok(reports) => !reports.is_empty(),
                         Err(e) => {
+                            metrics::ARCHIVE_ERRORS.inc();
                             tracing::error!(account = %account.login, error = %e,
                                 "archive left for the next poll");
                             false
@@ -150,7 +340,11 @@ async fn poll_loop(
         // retention counted in days, and it stays off the per-upload path.
         if last_prune.is_none_or(|t: std::time::Instant| t.elapsed() >= PRUNE_EVERY) {
             last_prune = Some(std::time::Instant::now());
-            if let Err(e) = poller::prune(&config, chrono::Utc::now()) {
+            let config = config.clone();
+            // A walk of folders: off the executor.
+            let pruned =
+                tokio::task::spawn_blocking(move || poller::prune(&config, chrono::Utc::now()));
+            if let Ok(Err(e)) = pruned.await {
                 tracing::warn!(error = %e, "cannot prune processed archives");
             }
         }
@@ -158,7 +352,7 @@ async fn poll_loop(
             _ = shutdown.cancelled() => break,
             _ = landed.notified() => {}
             _ = finished.notified() => {}
-            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::time::sleep(Duration::from_secs(config.poller.interval_secs)) => {}
         }
     }
     // Let running archives reach their commit (or roll back); start no new ones.

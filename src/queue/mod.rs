@@ -47,6 +47,10 @@ pub trait Queue: Send {
     /// Counts of batches and of messages by status.
     fn stats(&self) -> Result<Stats, Rejection>;
 
+    /// Messages with status `queued` (the `/metrics` queue depth; also proves
+    /// the queue answers for `/healthz`).
+    fn depth(&self) -> Result<i64, Rejection>;
+
     /// Calls `each` for every message (of one batch), in batch and line order.
     fn list(
         &self,

@@ -206,6 +206,17 @@ impl Queue for SqliteQueue {
     }
 
     /// Counts of messages by status and of batches.
+    fn depth(&self) -> Result<i64, Rejection> {
+        // Answered from the messages_due index.
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FROM messages WHERE status = 'queued'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| internal("depth", e))
+    }
+
     fn stats(&self) -> Result<Stats, Rejection> {
         let q = |sql: &str| -> Result<i64, Rejection> {
             self.conn

@@ -1,0 +1,171 @@
+//! The operator's HTTP listener (`[http] listen`): `GET /metrics` in the
+//! Prometheus text format and `GET /healthz`.
+//!
+//! `/healthz` proves rather than assumes: it opens a control connection to the
+//! FTP listener and reads its reply line, and asks the queue for its depth, each
+//! within [`PROBE_TIMEOUT`]; 200 when both answer, 503 otherwise, with one line
+//! per part saying which.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Live;
+use crate::metrics;
+
+/// How long each `/healthz` probe and the scrape's queue query may take.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What the handlers need.
+pub struct Probe {
+    /// Where the FTP listener is bound (an unspecified address is probed on
+    /// loopback).
+    pub ftp: SocketAddr,
+    pub config: Arc<Live>,
+}
+
+/// Serves until `shutdown` is cancelled.
+pub async fn run(listener: TcpListener, probe: Arc<Probe>, shutdown: CancellationToken) {
+    loop {
+        let stream = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of descriptors, most likely: back off instead of spinning.
+                    tracing::warn!(error = %e, "http: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let probe = probe.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| handle(req, probe.clone()));
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service);
+            // A slow or idle scraper cannot hold a task forever.
+            let _ = tokio::time::timeout(Duration::from_secs(30), conn).await;
+        });
+    }
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    probe: Arc<Probe>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return Ok(reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "GET only\n".into(),
+        ));
+    }
+    Ok(match req.uri().path() {
+        "/metrics" => {
+            if let Err(e) = update_queue_depth(&probe).await {
+                tracing::warn!(error = %e, "metrics: queue depth not updated");
+            }
+            reply(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                metrics::render(),
+            )
+        }
+        "/healthz" => {
+            let (ftp, queue) = tokio::join!(ftp_answers(probe.ftp), queue_answers(&probe));
+            let line = |part: &str, r: &Result<String, String>| match r {
+                Ok(detail) => format!("{part}: ok ({detail})\n"),
+                Err(e) => format!("{part}: FAIL ({e})\n"),
+            };
+            let status = if ftp.is_ok() && queue.is_ok() {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            let body = line("ftp", &ftp) + &line("queue", &queue);
+            reply(status, "text/plain; charset=utf-8", body)
+        }
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found: try /metrics or /healthz\n".into(),
+        ),
+    })
+}
+
+fn reply(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// The queue's depth, on the blocking pool (SQLite is synchronous).
+async fn queue_depth(probe: &Probe) -> Result<i64, String> {
+    let config = probe.config.get();
+    let query = tokio::task::spawn_blocking(move || {
+        let queue = crate::queue::open_read_only(&config)
+            .map_err(|e| e.message)?
+            .ok_or_else(|| "the queue does not exist".to_owned())?;
+        queue.depth().map_err(|e| e.message)
+    });
+    match tokio::time::timeout(PROBE_TIMEOUT, query).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(e)) => Err(format!("query task failed: {e}")),
+        Err(_) => Err(format!("no answer within {} s", PROBE_TIMEOUT.as_secs())),
+    }
+}
+
+async fn update_queue_depth(probe: &Probe) -> Result<(), String> {
+    metrics::QUEUE_DEPTH.set(queue_depth(probe).await?);
+    Ok(())
+}
+
+async fn queue_answers(probe: &Probe) -> Result<String, String> {
+    let depth = queue_depth(probe).await?;
+    Ok(format!("{depth} messages queued"))
+}
+
+/// Connects to the FTP listener and reads its first reply line (220, or 421
+/// when the session caps are reached — either way the listener answers).
+async fn ftp_answers(addr: SocketAddr) -> Result<String, String> {
+    let addr = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port()),
+        IpAddr::V6(ip) if ip.is_unspecified() => SocketAddr::new(Ipv6Addr::LOCALHOST.into(), addr.port()),
+        _ => addr,
+    };
+    let exchange = async {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect {addr}: {e}"))?;
+        let mut reader = BufReader::new(stream);
+        let mut line = String::new();
+        reader
+            .read_line(&mut line)
+            .await
+            .map_err(|e| format!("read from {addr}: {e}"))?;
+        let code = line.get(..3).unwrap_or("");
+        if !code.bytes().all(|b| b.is_ascii_digit()) || code.is_empty() {
+            return Err(format!("{addr} sent {:?}", line.trim_end()));
+        }
+        let _ = reader.get_mut().write_all(b"QUIT\r\n").await;
+        Ok(format!("{addr} replied {code}"))
+    };
+    tokio::time::timeout(PROBE_TIMEOUT, exchange)
+        .await
+        .unwrap_or_else(|_| Err(format!("{addr}: no reply within {} s", PROBE_TIMEOUT.as_secs())))
+}
