@@ -411,7 +411,8 @@ impl RawConfig {
         if self.ftp.max_sessions == 0 {
             return bad("ftp.max_sessions", "must be positive");
         }
-        if self.ftp.max_sessions_per_ip == 0 || self.ftp.max_sessions_per_ip > self.ftp.max_sessions {
+        if self.ftp.max_sessions_per_ip == 0 || self.ftp.max_sessions_per_ip > self.ftp.max_sessions
+        {
             return bad(
                 "ftp.max_sessions_per_ip",
                 "must be positive and at most ftp.max_sessions",

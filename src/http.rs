@@ -144,8 +144,12 @@ async fn queue_answers(probe: &Probe) -> Result<String, String> {
 /// when the session caps are reached — either way the listener answers).
 async fn ftp_answers(addr: SocketAddr) -> Result<String, String> {
     let addr = match addr.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port()),
-        IpAddr::V6(ip) if ip.is_unspecified() => SocketAddr::new(Ipv6Addr::LOCALHOST.into(), addr.port()),
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port())
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::new(Ipv6Addr::LOCALHOST.into(), addr.port())
+        }
         _ => addr,
     };
     let exchange = async {
@@ -167,5 +171,10 @@ async fn ftp_answers(addr: SocketAddr) -> Result<String, String> {
     };
     tokio::time::timeout(PROBE_TIMEOUT, exchange)
         .await
-        .unwrap_or_else(|_| Err(format!("{addr}: no reply within {} s", PROBE_TIMEOUT.as_secs())))
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "{addr}: no reply within {} s",
+                PROBE_TIMEOUT.as_secs()
+            ))
+        })
 }

@@ -130,8 +130,11 @@ fn init_logging() {
         .unwrap_or_else(|_| {
             tracing_subscriber::EnvFilter::new("info,libunftp=warn,unftp_sbe_fs=warn")
         });
+    // Colours only for a person at a terminal, never into journald or a file.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     if std::env::var("SMSDROP_LOG_FORMAT").as_deref() == Ok("json") {
         builder.json().init();

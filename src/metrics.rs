@@ -36,8 +36,11 @@ pub static ROWS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 });
 
 pub static MESSAGES_QUEUED: LazyLock<IntCounter> = LazyLock::new(|| {
-    register_int_counter!("smsdrop_messages_queued_total", "Messages committed to the queue")
-        .expect("metric registers once")
+    register_int_counter!(
+        "smsdrop_messages_queued_total",
+        "Messages committed to the queue"
+    )
+    .expect("metric registers once")
 });
 
 pub static PROCESSING_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
@@ -114,8 +117,10 @@ pub fn archive_processed(summary: &Summary, seconds: f64) {
     ARCHIVES
         .with_label_values(&[summary.status.as_str(), code])
         .inc();
-    ROWS.with_label_values(&["accepted"]).inc_by(summary.accepted);
-    ROWS.with_label_values(&["rejected"]).inc_by(summary.rejected);
+    ROWS.with_label_values(&["accepted"])
+        .inc_by(summary.accepted);
+    ROWS.with_label_values(&["rejected"])
+        .inc_by(summary.rejected);
     // An archive rejected as a whole (DUPLICATE_BATCH included) accepts nothing.
     MESSAGES_QUEUED.inc_by(summary.accepted);
     PROCESSING_SECONDS.observe(seconds);

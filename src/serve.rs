@@ -106,7 +106,11 @@ pub async fn run(
     });
     let http = tokio::spawn(crate::http::run(http_listener, probe, shutdown.clone()));
     let poll = tokio::spawn(poll_loop(live.clone(), zones, landed, shutdown.clone()));
-    let reload = tokio::spawn(reload_on_hangup(live.clone(), config_path, shutdown.clone()));
+    let reload = tokio::spawn(reload_on_hangup(
+        live.clone(),
+        config_path,
+        shutdown.clone(),
+    ));
     notify_systemd(&[NotifyState::Ready]);
 
     let ftp = accept_loop(ftp_listener, front, shutdown.clone()).await;
@@ -134,8 +138,11 @@ impl Front {
     fn server(&self) -> anyhow::Result<libunftp::Server<Landing, crate::ftp::FtpUser>> {
         let config = self.live.get();
         let storage = {
-            let (spool, landed, uploads) =
-                (self.spool.clone(), self.landed.clone(), self.uploads.clone());
+            let (spool, landed, uploads) = (
+                self.spool.clone(),
+                self.landed.clone(),
+                self.uploads.clone(),
+            );
             let max = config.limits.max_archive_bytes;
             let stall = Duration::from_secs(config.ftp.idle_timeout_secs);
             move || {
@@ -189,7 +196,9 @@ async fn accept_loop(
         let slot = match limits.admit(peer.ip()) {
             Ok(slot) => slot,
             Err(cap) => {
-                metrics::SESSIONS_REFUSED.with_label_values(&[cap.as_str()]).inc();
+                metrics::SESSIONS_REFUSED
+                    .with_label_values(&[cap.as_str()])
+                    .inc();
                 tracing::warn!(ip = %peer.ip(), cap = cap.as_str(), "connection refused: too many sessions");
                 tokio::spawn(refuse(stream, cap));
                 continue;
@@ -200,7 +209,9 @@ async fn accept_loop(
             let _slot = slot;
             let server = match tokio::task::spawn_blocking(move || front.server()).await {
                 Ok(Ok(server)) => server,
-                Ok(Err(e)) => return tracing::error!(error = %format!("{e:#}"), "ftp session not started"),
+                Ok(Err(e)) => {
+                    return tracing::error!(error = %format!("{e:#}"), "ftp session not started");
+                }
                 Err(e) => return tracing::error!(error = %e, "ftp session not started"),
             };
             if let Err(e) = server.service(stream).await {
@@ -221,7 +232,9 @@ async fn accept_loop(
 async fn refuse(mut stream: TcpStream, cap: crate::ftp::Cap) {
     let reply: &[u8] = match cap {
         crate::ftp::Cap::Total => b"421 Too many connections, try again later.\r\n",
-        crate::ftp::Cap::PerIp => b"421 Too many connections from your address, try again later.\r\n",
+        crate::ftp::Cap::PerIp => {
+            b"421 Too many connections from your address, try again later.\r\n"
+        }
     };
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
         stream.write_all(reply).await?;
@@ -249,7 +262,9 @@ async fn reload_on_hangup(
         }
         notify_systemd(&reloading);
         match &path {
-            None => tracing::warn!("SIGHUP: running on the embedded configuration, nothing to reload"),
+            None => {
+                tracing::warn!("SIGHUP: running on the embedded configuration, nothing to reload")
+            }
             Some(path) => {
                 let (live, path) = (live.clone(), path.clone());
                 match tokio::task::spawn_blocking(move || reload(&live, &path)).await {

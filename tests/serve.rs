@@ -6,178 +6,13 @@
 mod common;
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
+use common::server::*;
 use common::*;
 use serde_json::Value;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Is `tool` installed? Under CI it must be.
-fn have(tool: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{tool} is not installed, and CI must run every client test"
-        );
-        eprintln!("SKIPPED: {tool} is not installed");
-    }
-    found
-}
-
-struct Server {
-    child: Child,
-    env: Env,
-    port: u16,
-    config: PathBuf,
-}
-
-impl Server {
-    fn start() -> Server {
-        Server::start_in(Env::new())
-    }
-
-    fn start_in(env: Env) -> Server {
-        Server::start_with(env, "", "")
-    }
-
-    /// `extra` TOML sections are added to the config, `account_extra` lines to
-    /// the guest account.
-    fn start_with(env: Env, extra: &str, account_extra: &str) -> Server {
-        Server::start_full(env, 30, extra, account_extra)
-    }
-
-    fn start_full(env: Env, idle_secs: u64, extra: &str, account_extra: &str) -> Server {
-        let port = free_port();
-        // Passive ports: a small range near a free port (tests run in parallel).
-        let pasv = free_port();
-        let root = env.dir.path().to_str().unwrap().to_owned();
-        let config = env.config(
-            &format!(
-                "[ftp]\nlisten = \"127.0.0.1:{port}\"\npassive_ports = [{pasv}, {pasv}]\n\
-                 idle_timeout_secs = {idle_secs}\n\
-                 [spool]\ndir = \"{root}/spool\"\nstate_dir = \"{root}/state\"\n\
-                 [poller]\ninterval_secs = 1\n\
-                 [queue]\npath = \"{root}/state/queue.db\"\n\
-                 [http]\nlisten = \"127.0.0.1:{}\"\n{extra}",
-                free_port()
-            ),
-            account_extra,
-        );
-        // A second account, to prove isolation.
-        let mut text = std::fs::read_to_string(&config).unwrap();
-        text.push_str(&format!(
-            "\n[[accounts]]\nlogin = \"other\"\npassword_hash = \"{HASH}\"\nsenders = [\"OTHER\"]\n"
-        ));
-        std::fs::write(&config, text).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_smsdrop"))
-            .args(["serve", "--config", config.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "server did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Server {
-            child,
-            env,
-            port,
-            config,
-        }
-    }
-
-    fn url(&self, user: &str, path: &str) -> String {
-        format!("ftp://{user}:guest@127.0.0.1:{}/{path}", self.port)
-    }
-
-    fn home(&self, login: &str) -> PathBuf {
-        self.env.path("spool").join(login)
-    }
-
-    /// Waits for `results/<batch>.json` of `login` and returns it.
-    fn result(&self, login: &str, batch: &str) -> Value {
-        let path = self
-            .home(login)
-            .join("results")
-            .join(format!("{batch}.json"));
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !path.exists() {
-            assert!(Instant::now() < deadline, "no {}", path.display());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
-    }
-
-    fn local(&self, name: &str, bytes: &[u8]) -> PathBuf {
-        let dir = self.env.path("client");
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(name);
-        std::fs::write(&path, bytes).unwrap();
-        path
-    }
-
-    fn queued(&self) -> usize {
-        let out = smsdrop(&[
-            "queue",
-            "list",
-            "--format",
-            "jsonl",
-            "--config",
-            self.config.to_str().unwrap(),
-        ]);
-        out.stdout.lines().count()
-    }
-
-    /// SIGTERM and the exit status.
-    fn stop(mut self) -> (i32, Env) {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        let status = self.child.wait().unwrap();
-        let env = std::mem::replace(&mut self.env, Env::new());
-        (status.code().unwrap_or(-1), env)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn sample(text: &str) -> Vec<u8> {
-    zip_bytes(&[(
-        "sms/m.csv",
-        format!("TELRN_LONG;TEXT\n79031234567;{text}\n").as_bytes(),
-    )])
-}
-
-fn curl(args: &[&str]) -> i32 {
-    Command::new("curl")
-        .args(["-sS", "--max-time", "30"])
-        .args(args)
-        .status()
-        .unwrap()
-        .code()
-        .unwrap_or(-1)
-}
 
 #[test]
 fn curl_passive_epsv_and_active_uploads_are_processed() {
@@ -691,6 +526,15 @@ fn login_guard_bans_and_the_ban_expires() {
         assert_ne!(list(&bad), 0);
     }
     assert_ne!(list(&good), 0, "banned: the right password is refused too");
+    let (_, metrics) = http_get(server.http_port, "/metrics");
+    assert_eq!(
+        sample_value(&metrics, "smsdrop_login_bans_total", &[]),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample_value(&metrics, "smsdrop_logins_refused_banned_total", &[]),
+        Some(1.0)
+    );
     std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(list(&good), 0, "the ban expired");
 }

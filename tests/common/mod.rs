@@ -2,6 +2,8 @@
 //! run the real `smsdrop` binary.
 #![allow(dead_code)]
 
+pub mod server;
+
 use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,0 +1,261 @@
+//! The real `smsdrop serve` on loopback ports, for the end-to-end tests.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::*;
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Is `tool` installed? Under CI it must be.
+pub fn have(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{tool} is not installed, and CI must run every client test"
+        );
+        eprintln!("SKIPPED: {tool} is not installed");
+    }
+    found
+}
+
+pub struct Server {
+    pub child: Child,
+    pub env: Env,
+    pub port: u16,
+    pub http_port: u16,
+    pub config: PathBuf,
+}
+
+/// How to start a [`Server`] beyond the defaults.
+pub struct Options<'a> {
+    pub idle_secs: u64,
+    /// Lines added to the `[ftp]` section.
+    pub ftp_extra: String,
+    /// TOML sections added to the config.
+    pub extra: &'a str,
+    /// Lines added to the guest account.
+    pub account_extra: &'a str,
+    /// Environment variables for the server process.
+    pub envs: Vec<(&'a str, String)>,
+    /// Where the server's stderr (its log) goes; inherited when `None`.
+    pub log: Option<PathBuf>,
+}
+
+impl Default for Options<'_> {
+    fn default() -> Self {
+        Options {
+            idle_secs: 30,
+            ftp_extra: String::new(),
+            extra: "",
+            account_extra: "",
+            envs: Vec::new(),
+            log: None,
+        }
+    }
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Server::start_in(Env::new())
+    }
+
+    pub fn start_in(env: Env) -> Server {
+        Server::start_with(env, "", "")
+    }
+
+    /// `extra` TOML sections are added to the config, `account_extra` lines to
+    /// the guest account.
+    pub fn start_with(env: Env, extra: &str, account_extra: &str) -> Server {
+        Server::start_full(env, 30, extra, account_extra)
+    }
+
+    pub fn start_full(env: Env, idle_secs: u64, extra: &str, account_extra: &str) -> Server {
+        Server::start_opts(
+            env,
+            Options {
+                idle_secs,
+                extra,
+                account_extra,
+                ..Options::default()
+            },
+        )
+    }
+
+    pub fn start_opts(env: Env, options: Options) -> Server {
+        let Options {
+            idle_secs,
+            ftp_extra,
+            extra,
+            account_extra,
+            envs,
+            log,
+        } = options;
+        let port = free_port();
+        let http_port = free_port();
+        // Passive ports: a small range near a free port (tests run in parallel).
+        let pasv = free_port();
+        let root = env.dir.path().to_str().unwrap().to_owned();
+        let config = env.config(
+            &format!(
+                "[ftp]\nlisten = \"127.0.0.1:{port}\"\npassive_ports = [{pasv}, {pasv}]\n\
+                 idle_timeout_secs = {idle_secs}\n{ftp_extra}\
+                 [spool]\ndir = \"{root}/spool\"\nstate_dir = \"{root}/state\"\n\
+                 [poller]\ninterval_secs = 1\n\
+                 [queue]\npath = \"{root}/state/queue.db\"\n\
+                 [http]\nlisten = \"127.0.0.1:{http_port}\"\n{extra}"
+            ),
+            account_extra,
+        );
+        // A second account, to prove isolation.
+        let mut text = std::fs::read_to_string(&config).unwrap();
+        text.push_str(&format!(
+            "\n[[accounts]]\nlogin = \"other\"\npassword_hash = \"{HASH}\"\nsenders = [\"OTHER\"]\n"
+        ));
+        std::fs::write(&config, text).unwrap();
+        let stderr = match log {
+            Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+            None => Stdio::inherit(),
+        };
+        let child = Command::new(env!("CARGO_BIN_EXE_smsdrop"))
+            .args(["serve", "--config", config.to_str().unwrap()])
+            .envs(envs)
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Server {
+            child,
+            env,
+            port,
+            http_port,
+            config,
+        }
+    }
+
+    pub fn url(&self, user: &str, path: &str) -> String {
+        format!("ftp://{user}:guest@127.0.0.1:{}/{path}", self.port)
+    }
+
+    pub fn home(&self, login: &str) -> PathBuf {
+        self.env.path("spool").join(login)
+    }
+
+    /// Waits for `results/<batch>.json` of `login` and returns it.
+    pub fn result(&self, login: &str, batch: &str) -> Value {
+        let path = self
+            .home(login)
+            .join("results")
+            .join(format!("{batch}.json"));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !path.exists() {
+            assert!(Instant::now() < deadline, "no {}", path.display());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+    }
+
+    pub fn local(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let dir = self.env.path("client");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    pub fn queued(&self) -> usize {
+        let out = smsdrop(&[
+            "queue",
+            "list",
+            "--format",
+            "jsonl",
+            "--config",
+            self.config.to_str().unwrap(),
+        ]);
+        out.stdout.lines().count()
+    }
+
+    /// SIGTERM and the exit status.
+    pub fn stop(mut self) -> (i32, Env) {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let status = self.child.wait().unwrap();
+        let env = std::mem::replace(&mut self.env, Env::new());
+        (status.code().unwrap_or(-1), env)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn sample(text: &str) -> Vec<u8> {
+    zip_bytes(&[(
+        "sms/m.csv",
+        format!("TELRN_LONG;TEXT\n79031234567;{text}\n").as_bytes(),
+    )])
+}
+
+pub fn curl(args: &[&str]) -> i32 {
+    Command::new("curl")
+        .args(["-sS", "--max-time", "30"])
+        .args(args)
+        .status()
+        .unwrap()
+        .code()
+        .unwrap_or(-1)
+}
+
+/// `GET path` on the HTTP listener: (status, body).
+pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, body.to_owned())
+}
+
+/// The value of the one sample of `name` whose labels include every one of
+/// `labels` (`key="value"`).
+pub fn sample_value(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    metrics
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(&format!("{name} ")) || l.starts_with(&format!("{name}{{")))
+        .find(|l| labels.iter().all(|want| l.contains(want)))
+        .and_then(|l| l.rsplit(' ').next())
+        .map(|v| v.parse().unwrap())
+}
