@@ -77,7 +77,8 @@ fn main() {
     .unwrap();
     zip.start_file("sms/contacts.csv", options).unwrap();
     let mut csv = std::io::BufWriter::with_capacity(1 << 20, zip);
-    csv.write_all(b"phone;senddate;attr1;attr2;attr3\r\n").unwrap();
+    csv.write_all(b"phone;senddate;attr1;attr2;attr3\r\n")
+        .unwrap();
     const FIRST: [&str; 6] = ["Иван", "Анна", "Пётр", "Мария", "Olga", "Sergey"];
     const SECOND: [&str; 4] = ["Петрович", "Сергеевна", "Ивановна", "Smith"];
     for _ in 0..rows {

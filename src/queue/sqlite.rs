@@ -3,8 +3,9 @@
 //! Invariants:
 //! - One transaction per archive holds the batch record and all its messages, so a
 //!   crash leaves either the whole batch or nothing.
-//! - `batches.batch` and `messages.message_id` (`<batch>:<line>`) are primary keys:
-//!   the same archive can never be queued twice, even by two racing processes.
+//! - `batches.batch` and `messages (batch, line)` are primary keys (and
+//!   `message_id` is `<batch>:<line>`): the same archive can never be queued
+//!   twice, even by two racing processes.
 //! - Only archives processed without an archive-level error get a batch record
 //!   (they may still have every row rejected). An archive rejected as a whole
 //!   queued nothing, so uploading it again under the same name is allowed.
@@ -17,13 +18,17 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use crate::error::{ErrorCode, Rejection};
 use crate::format::Format;
-use crate::message::RowOutcome;
+use std::sync::mpsc::{Receiver, SyncSender};
+
+use chrono::{DateTime, Utc};
+
 use crate::message::schedule::rfc3339;
+use crate::message::{Message, RowOutcome};
 use crate::process::{RowSink, Summary};
 use crate::queue::{Queue, QueuedMessage, StagedBatch, Stats};
 
 /// Version of the schema below (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS batches (
@@ -40,7 +45,7 @@ CREATE TABLE IF NOT EXISTS batches (
     finished_at  TEXT               -- results published, archive put away
 );
 CREATE TABLE IF NOT EXISTS messages (
-    message_id  TEXT PRIMARY KEY,   -- <batch>:<line>
+    message_id  TEXT NOT NULL,      -- <batch>:<line>
     batch       TEXT NOT NULL REFERENCES batches(batch),
     account     TEXT NOT NULL,
     line        INTEGER NOT NULL,
@@ -52,24 +57,36 @@ CREATE TABLE IF NOT EXISTS messages (
     send_at     TEXT NOT NULL,      -- UTC, RFC 3339
     expires_at  TEXT NOT NULL,
     timezone    TEXT NOT NULL,
-    status      TEXT NOT NULL DEFAULT 'queued'
-);
+    status      TEXT NOT NULL DEFAULT 'queued',
+    PRIMARY KEY (batch, line)
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS messages_due ON messages (status, send_at);
-CREATE INDEX IF NOT EXISTS messages_batch ON messages (batch, line);
 ";
 
-/// Accepted rows of the archive being processed wait in a connection-private
-/// temporary table (spilled to a temporary file, not memory, when large) and are
-/// copied into `messages` in the commit: SQLite has one writer, and this way the
-/// write lock is held for the copy only, not while an archive is read — so one
-/// account's huge archive does not stall the others' commits.
-const STAGING: &str = "
-PRAGMA temp_store = FILE;
-CREATE TEMP TABLE IF NOT EXISTS staged (
-    message_id TEXT, batch TEXT, account TEXT, line INTEGER, phone TEXT, sender TEXT,
-    text TEXT, encoding TEXT, segments INTEGER, send_at TEXT, expires_at TEXT, timezone TEXT
-);
+/// Version 1 keyed messages by the text `message_id` (plus an index on
+/// `(batch, line)`): an archive's ids do not sort in line order ("b:10" < "b:2"),
+/// so every insert landed somewhere else in that index. Version 2 keys them by
+/// `(batch, line)` — the same uniqueness, in insertion order, one B-tree fewer.
+const MIGRATE_1_TO_2: &str = "
+ALTER TABLE messages RENAME TO messages_v1;
+DROP INDEX IF EXISTS messages_due;
+DROP INDEX IF EXISTS messages_batch;
 ";
+const MIGRATE_1_TO_2_COPY: &str = "
+INSERT INTO messages SELECT message_id, batch, account, line, phone, sender, text, encoding,
+    segments, send_at, expires_at, timezone, status FROM messages_v1;
+DROP TABLE messages_v1;
+";
+
+/// Rows travel from the processing thread to the SQLite thread in blocks of
+/// this many; [`CHANNEL_BLOCKS`] blocks at most are in flight, which bounds the
+/// memory between the two.
+const BLOCK_ROWS: usize = 1024;
+const CHANNEL_BLOCKS: usize = 4;
+
+const INSERT_MESSAGE: &str = "INSERT INTO messages (message_id, batch, account, line, phone,
+    sender, text, encoding, segments, send_at, expires_at, timezone)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
 
 fn internal(what: &str, e: impl std::fmt::Display) -> Rejection {
     Rejection::new(ErrorCode::InternalError, format!("queue: {what}: {e}"))
@@ -85,13 +102,24 @@ impl SqliteQueue {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| internal(&dir.display().to_string(), e))?;
         }
-        let conn = Connection::open(path).map_err(|e| internal("open", e))?;
+        let mut conn = Connection::open(path).map_err(|e| internal("open", e))?;
+        // Before the first table exists (ignored afterwards): bigger pages, fewer
+        // B-tree splits per inserted row.
+        conn.pragma_update(None, "page_size", 16384)
+            .map_err(|e| internal("page_size", e))?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(|e| internal("WAL", e))?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(|e| internal("synchronous", e))?;
-        conn.busy_timeout(std::time::Duration::from_secs(30))
+        // Another archive may hold the write lock for as long as it takes to read
+        // (seconds per million rows): wait for it rather than fail the archive.
+        conn.busy_timeout(std::time::Duration::from_secs(300))
             .map_err(|e| internal("busy_timeout", e))?;
+        // 16 MiB of page cache (the default is 2 MiB): a big archive's commit
+        // otherwise spills dirty pages to the WAL before it ends, writing them
+        // twice.
+        conn.pragma_update(None, "cache_size", -16384)
+            .map_err(|e| internal("cache_size", e))?;
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(|e| internal("user_version", e))?;
@@ -101,15 +129,24 @@ impl SqliteQueue {
                 format!("database schema {version} is newer than this smsdrop ({SCHEMA_VERSION})"),
             ));
         }
-        conn.execute_batch(STAGING)
-            .map_err(|e| internal("staging table", e))?;
         // The poller opens the queue on every poll: write the schema (a write
         // transaction) only when the database does not have it yet.
         if version < SCHEMA_VERSION {
-            conn.execute_batch(SCHEMA)
+            // One transaction: a crash mid-migration leaves version 1 intact.
+            let tx = conn.transaction().map_err(|e| internal("schema", e))?;
+            if version == 1 {
+                tx.execute_batch(MIGRATE_1_TO_2)
+                    .map_err(|e| internal("migration 1→2", e))?;
+            }
+            tx.execute_batch(SCHEMA)
                 .map_err(|e| internal("schema", e))?;
-            conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+            if version == 1 {
+                tx.execute_batch(MIGRATE_1_TO_2_COPY)
+                    .map_err(|e| internal("migration 1→2", e))?;
+            }
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                 .map_err(|e| internal("user_version", e))?;
+            tx.commit().map_err(|e| internal("schema", e))?;
         }
         Ok(SqliteQueue { conn })
     }
@@ -139,43 +176,72 @@ impl Queue for SqliteQueue {
             .map_err(|e| internal("batch lookup", e))
     }
 
-    /// Runs `process` with a sink that inserts accepted rows into an open
-    /// transaction. The transaction is committed, with the batch record, by
-    /// [`StagedBatch::commit`] — only when the summary has no archive-level error —
-    /// so the caller can make its own files durable in between.
+    /// Runs `process` on this thread while a second thread inserts its accepted
+    /// rows into `messages` inside one open transaction (the two cores overlap
+    /// parsing and B-tree work). The transaction is committed, with the batch
+    /// record, by [`StagedBatch::commit`] — only when the summary has no
+    /// archive-level error — so the caller can make its own files durable in
+    /// between; dropping the staged batch rolls it back.
+    ///
+    /// SQLite has one writer: from the first insert to the commit this archive
+    /// holds the write lock, and other writers (another account's archive, a
+    /// sender claiming messages) wait for it (busy timeout).
     fn stage<'q>(
         &'q mut self,
         account: &str,
         process: &mut dyn FnMut(&mut dyn RowSink) -> Summary,
     ) -> Result<Box<dyn StagedBatch + 'q>, Rejection> {
-        let tx = self.conn.transaction().map_err(|e| internal("begin", e))?;
+        let conn = &mut self.conn;
+        conn.execute_batch("BEGIN")
+            .map_err(|e| internal("begin", e))?;
+        // From here on, Staged's Drop rolls back whatever happens.
+        let mut staged = Staged {
+            conn,
+            open: true,
+            account: account.to_owned(),
+            summary: None,
+        };
         // Messages are inserted before their batch record; check the reference
         // at commit.
-        tx.pragma_update(None, "defer_foreign_keys", true)
+        staged
+            .conn
+            .pragma_update(None, "defer_foreign_keys", true)
             .map_err(|e| internal("defer_foreign_keys", e))?;
-        tx.execute("DELETE FROM temp.staged", [])
-            .map_err(|e| internal("staging", e))?;
-        let summary = {
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT INTO temp.staged (message_id, batch, account, line, phone, sender,
-                     text, encoding, segments, send_at, expires_at, timezone)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                )
-                .map_err(|e| internal("prepare", e))?;
-            let mut sink = InsertSink {
-                insert: &mut insert,
-                account,
+        let (send, receive) = std::sync::mpsc::sync_channel::<Vec<Message>>(CHANNEL_BLOCKS);
+        let conn: &mut Connection = staged.conn;
+        let (summary, written) = std::thread::scope(|scope| {
+            let writer = scope.spawn(move || insert_all(conn, account, receive));
+            let mut sink = ChannelSink {
+                block: Vec::with_capacity(BLOCK_ROWS),
+                send: Some(send),
             };
-            process(&mut sink)
-        };
-        // An archive-level error: dropping the transaction rolls it back.
-        let tx = summary.error.is_none().then_some(tx);
-        Ok(Box::new(Staged {
-            tx,
-            account: account.to_owned(),
-            summary,
-        }))
+            let mut summary = process(&mut sink);
+            if summary.error.is_none()
+                && let Err(e) = sink.flush()
+            {
+                summary.error = Some(e);
+            }
+            drop(sink); // closes the channel: the writer finishes
+            let written = writer.join().unwrap_or_else(|_| {
+                Err(WriteError::Other(internal(
+                    "insert",
+                    "the writer thread panicked",
+                )))
+            });
+            (summary, written)
+        });
+        if let Err(e) = written {
+            // The writer's own error, not the "writer stopped" it caused.
+            return Err(match e {
+                WriteError::Duplicate => Rejection::new(
+                    ErrorCode::DuplicateBatch,
+                    format!("batch {} was already processed", summary.batch),
+                ),
+                WriteError::Other(e) => e,
+            });
+        }
+        staged.summary = Some(summary);
+        Ok(Box::new(staged))
     }
 
     /// The stored summary of a batch that is committed but whose results were
@@ -283,51 +349,57 @@ impl Queue for SqliteQueue {
 
 /// A processed archive whose messages wait in an open transaction.
 struct Staged<'q> {
-    tx: Option<rusqlite::Transaction<'q>>,
+    conn: &'q mut Connection,
+    /// The transaction is still open (rolled back on drop).
+    open: bool,
     account: String,
-    pub summary: Summary,
+    summary: Option<Summary>,
+}
+
+impl Drop for Staged<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
 }
 
 impl StagedBatch for Staged<'_> {
     fn summary(&self) -> &Summary {
-        &self.summary
+        self.summary.as_ref().expect("set by stage")
     }
 
-    fn commit(self: Box<Self>) -> Result<Summary, Rejection> {
-        let Some(tx) = self.tx else {
-            return Ok(self.summary);
-        };
-        let summary = self.summary;
+    fn commit(mut self: Box<Self>) -> Result<Summary, Rejection> {
+        let summary = self.summary.take().expect("set by stage");
+        if summary.error.is_some() {
+            // Rejected as a whole: nothing is queued (Drop rolls back).
+            return Ok(summary);
+        }
         let summary_json = serde_json::to_string(&summary).map_err(|e| internal("json", e))?;
         let format = summary.format.map_or("", Format::as_str);
-        tx.execute(
-            "INSERT INTO messages (message_id, batch, account, line, phone, sender, text,
-             encoding, segments, send_at, expires_at, timezone, status)
-             SELECT message_id, batch, account, line, phone, sender, text, encoding, segments,
-                    send_at, expires_at, timezone, 'queued' FROM temp.staged",
-            [],
-        )
-        .map_err(|e| duplicate_or_internal(&summary, "messages", e))?;
-        tx.execute("DELETE FROM temp.staged", [])
-            .map_err(|e| internal("staging", e))?;
-        tx.execute(
-            "INSERT INTO batches (batch, account, status, format, rows, accepted, rejected,
-             received_at, processed_at, summary) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            params![
-                summary.batch,
-                self.account,
-                summary.status.as_str(),
-                format,
-                summary.rows as i64,
-                summary.accepted as i64,
-                summary.rejected as i64,
-                rfc3339(summary.received_at),
-                rfc3339(summary.processed_at),
-                summary_json,
-            ],
-        )
-        .map_err(|e| duplicate_or_internal(&summary, "batch record", e))?;
-        tx.commit().map_err(|e| internal("commit", e))?;
+        self.conn
+            .execute(
+                "INSERT INTO batches (batch, account, status, format, rows, accepted, rejected,
+                 received_at, processed_at, summary)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    summary.batch,
+                    self.account,
+                    summary.status.as_str(),
+                    format,
+                    summary.rows as i64,
+                    summary.accepted as i64,
+                    summary.rejected as i64,
+                    rfc3339(summary.received_at),
+                    rfc3339(summary.processed_at),
+                    summary_json,
+                ],
+            )
+            .map_err(|e| duplicate_or_internal(&summary, "batch record", e))?;
+        self.conn
+            .execute_batch("COMMIT")
+            .map_err(|e| internal("commit", e))?;
+        self.open = false;
         Ok(summary)
     }
 }
@@ -345,37 +417,172 @@ fn duplicate_or_internal(summary: &Summary, what: &str, e: rusqlite::Error) -> R
     internal(what, e)
 }
 
-struct InsertSink<'s, 'c> {
-    insert: &'s mut rusqlite::CachedStatement<'c>,
-    account: &'s str,
+/// Hands accepted rows to the writer thread in blocks.
+struct ChannelSink {
+    block: Vec<Message>,
+    send: Option<SyncSender<Vec<Message>>>,
 }
 
-impl RowSink for InsertSink<'_, '_> {
-    fn row(&mut self, outcome: &RowOutcome) -> Result<(), Rejection> {
-        let RowOutcome::Accepted(m) = outcome else {
+impl ChannelSink {
+    fn flush(&mut self) -> Result<(), Rejection> {
+        if self.block.is_empty() {
             return Ok(());
-        };
-        let batch = m
-            .message_id
-            .rsplit_once(':')
-            .map(|(b, _)| b)
-            .unwrap_or(&m.message_id);
-        self.insert
-            .execute(params![
+        }
+        let block = std::mem::replace(&mut self.block, Vec::with_capacity(BLOCK_ROWS));
+        match &self.send {
+            Some(send) if send.send(block).is_ok() => Ok(()),
+            // The writer stopped on an error; stage() reports that one.
+            _ => Err(internal("insert", "the queue writer stopped")),
+        }
+    }
+}
+
+impl RowSink for ChannelSink {
+    fn row(&mut self, outcome: &RowOutcome) -> Result<(), Rejection> {
+        if let RowOutcome::Accepted(m) = outcome {
+            self.block.push(m.clone());
+            if self.block.len() == BLOCK_ROWS {
+                self.flush()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+enum WriteError {
+    /// A key already exists: another process committed this batch.
+    Duplicate,
+    Other(Rejection),
+}
+
+/// The writer thread: inserts every block it receives until the channel closes.
+fn insert_all(
+    conn: &mut Connection,
+    account: &str,
+    receive: Receiver<Vec<Message>>,
+) -> Result<(), WriteError> {
+    let other = |e| WriteError::Other(internal("insert", e));
+    let mut insert = conn.prepare_cached(INSERT_MESSAGE).map_err(other)?;
+    // Most rows of an archive share their times: format each instant once.
+    let (mut send_at, mut expires_at) = (TimeText::default(), TimeText::default());
+    for block in receive {
+        for m in &block {
+            let batch = m
+                .message_id
+                .rsplit_once(':')
+                .map_or(m.message_id.as_str(), |(b, _)| b);
+            let result = insert.execute(params![
                 m.message_id,
                 batch,
-                self.account,
+                account,
                 m.line as i64,
                 m.phone.digits(),
                 m.sender.as_str(),
                 m.text,
                 m.encoding.as_str(),
                 m.segments,
-                rfc3339(m.send_at),
-                rfc3339(m.expires_at),
+                send_at.text(m.send_at),
+                expires_at.text(m.expires_at),
                 m.timezone.name(),
-            ])
-            .map(|_| ())
-            .map_err(|e| internal("insert", e))
+            ]);
+            if let Err(e) = result {
+                return Err(match &e {
+                    rusqlite::Error::SqliteFailure(f, _)
+                        if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+                    {
+                        WriteError::Duplicate
+                    }
+                    _ => WriteError::Other(internal("insert", e)),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The last instant formatted as RFC 3339 text, kept for the next row.
+#[derive(Default)]
+struct TimeText(Option<(DateTime<Utc>, String)>);
+
+impl TimeText {
+    fn text(&mut self, t: DateTime<Utc>) -> &str {
+        if self.0.as_ref().is_none_or(|(at, _)| *at != t) {
+            self.0 = Some((t, rfc3339(t)));
+        }
+        &self.0.as_ref().expect("just set").1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A version 1 database (message_id as the primary key) is migrated in
+    /// place, its rows kept, and opening it again changes nothing.
+    #[test]
+    fn version_1_is_migrated_to_2() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("queue.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE batches (batch TEXT PRIMARY KEY, account TEXT NOT NULL,
+                   status TEXT NOT NULL, format TEXT NOT NULL, rows INTEGER NOT NULL,
+                   accepted INTEGER NOT NULL, rejected INTEGER NOT NULL,
+                   received_at TEXT NOT NULL, processed_at TEXT NOT NULL,
+                   summary TEXT NOT NULL, finished_at TEXT);
+                 CREATE TABLE messages (message_id TEXT PRIMARY KEY,
+                   batch TEXT NOT NULL REFERENCES batches(batch), account TEXT NOT NULL,
+                   line INTEGER NOT NULL, phone TEXT NOT NULL, sender TEXT NOT NULL,
+                   text TEXT NOT NULL, encoding TEXT NOT NULL, segments INTEGER NOT NULL,
+                   send_at TEXT NOT NULL, expires_at TEXT NOT NULL, timezone TEXT NOT NULL,
+                   status TEXT NOT NULL DEFAULT 'queued');
+                 CREATE INDEX messages_due ON messages (status, send_at);
+                 CREATE INDEX messages_batch ON messages (batch, line);
+                 INSERT INTO batches VALUES ('g_20261123070000', 'g', 'accepted', 'plain',
+                   1, 1, 0, 't', 't', '{}', 't');
+                 INSERT INTO messages VALUES ('g_20261123070000:2', 'g_20261123070000', 'g',
+                   2, '79031234567', 'S', 'hi', 'gsm7', 1, '2026-11-23T07:00:00Z',
+                   '2026-11-24T07:00:00Z', 'Europe/Moscow', 'sent');
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        }
+        for _ in 0..2 {
+            let queue = SqliteQueue::open(&path).unwrap();
+            let version: i64 = queue
+                .conn
+                .pragma_query_value(None, "user_version", |r| r.get(0))
+                .unwrap();
+            assert_eq!(version, SCHEMA_VERSION);
+            let row: (String, i64, String) = queue
+                .conn
+                .query_row(
+                    "SELECT message_id, line, status FROM messages WHERE batch = 'g_20261123070000'",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .unwrap();
+            assert_eq!(row, ("g_20261123070000:2".into(), 2, "sent".into()));
+            let duplicate = queue.conn.execute(
+                "INSERT INTO messages (message_id, batch, account, line, phone, sender, text,
+                 encoding, segments, send_at, expires_at, timezone)
+                 VALUES ('x', 'g_20261123070000', 'g', 2, '7', 'S', 't', 'gsm7', 1, 'a', 'b', 'z')",
+                [],
+            );
+            assert!(duplicate.is_err(), "(batch, line) is the key");
+            assert!(
+                queue
+                    .conn
+                    .query_row(
+                        "SELECT 1 FROM sqlite_master WHERE name = 'messages_v1'",
+                        [],
+                        |_| Ok(())
+                    )
+                    .optional()
+                    .unwrap()
+                    .is_none()
+            );
+        }
     }
 }
