@@ -35,7 +35,10 @@ fn phones(n: usize) -> Vec<String> {
             x ^= x >> 12;
             x ^= x << 25;
             x ^= x >> 27;
-            format!("79{:09}", x.wrapping_mul(0x2545_f491_4f6c_dd1d) % 1_000_000_000)
+            format!(
+                "79{:09}",
+                x.wrapping_mul(0x2545_f491_4f6c_dd1d) % 1_000_000_000
+            )
         })
         .collect()
 }
@@ -114,8 +117,8 @@ fn substitution(c: &mut Criterion) {
 }
 
 fn zone_lookup(c: &mut Criterion) {
-    let registry = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/data/numbering/DEF-9xx.csv");
+    let registry =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/numbering/DEF-9xx.csv");
     let zones = if registry.exists() {
         NumberZones::from_files(&[registry]).unwrap()
     } else {
@@ -142,7 +145,10 @@ fn segment_counting(c: &mut Criterion) {
     let mut group = c.benchmark_group("segments");
     group.throughput(Throughput::Elements(1));
     for (name, text) in [
-        ("gsm7", "Hello Ivan Petrovich! Your order 123456 is ready for pickup."),
+        (
+            "gsm7",
+            "Hello Ivan Petrovich! Your order 123456 is ready for pickup.",
+        ),
         (
             "ucs2",
             "Здравствуйте, Иван Петрович! Ваш заказ 123456 готов к выдаче.",

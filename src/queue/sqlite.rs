@@ -18,7 +18,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use crate::error::{ErrorCode, Rejection};
 use crate::format::Format;
-use std::sync::mpsc::{Receiver, SyncSender};
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 
 use chrono::{DateTime, Utc};
 
@@ -60,7 +60,7 @@ CREATE TABLE IF NOT EXISTS messages (
     status      TEXT NOT NULL DEFAULT 'queued',
     PRIMARY KEY (batch, line)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS messages_due ON messages (status, send_at);
+CREATE INDEX IF NOT EXISTS messages_due ON messages (send_at) WHERE status = 'queued';
 ";
 
 /// Version 1 keyed messages by the text `message_id` (plus an index on
@@ -78,12 +78,6 @@ INSERT INTO messages SELECT message_id, batch, account, line, phone, sender, tex
 DROP TABLE messages_v1;
 ";
 
-/// Rows travel from the processing thread to the SQLite thread in blocks of
-/// this many; [`CHANNEL_BLOCKS`] blocks at most are in flight, which bounds the
-/// memory between the two.
-const BLOCK_ROWS: usize = 1024;
-const CHANNEL_BLOCKS: usize = 4;
-
 const INSERT_MESSAGE: &str = "INSERT INTO messages (message_id, batch, account, line, phone,
     sender, text, encoding, segments, send_at, expires_at, timezone)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
@@ -94,6 +88,16 @@ fn internal(what: &str, e: impl std::fmt::Display) -> Rejection {
 
 pub struct SqliteQueue {
     conn: Connection,
+    /// Where staged rows are spooled: the database's own folder, on disk (not
+    /// a tmpfs /tmp, which would be memory).
+    spool_dir: std::path::PathBuf,
+}
+
+fn spool_dir(db: &Path) -> std::path::PathBuf {
+    match db.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+        _ => ".".into(),
+    }
 }
 
 impl SqliteQueue {
@@ -148,7 +152,10 @@ impl SqliteQueue {
                 .map_err(|e| internal("user_version", e))?;
             tx.commit().map_err(|e| internal("schema", e))?;
         }
-        Ok(SqliteQueue { conn })
+        Ok(SqliteQueue {
+            conn,
+            spool_dir: spool_dir(path),
+        })
     }
 
     /// Opens an existing queue read-only (for `check` and `queue` commands);
@@ -159,7 +166,10 @@ impl SqliteQueue {
         }
         let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map_err(|e| internal("open", e))?;
-        Ok(Some(SqliteQueue { conn }))
+        Ok(Some(SqliteQueue {
+            conn,
+            spool_dir: spool_dir(path),
+        }))
     }
 }
 
@@ -176,72 +186,32 @@ impl Queue for SqliteQueue {
             .map_err(|e| internal("batch lookup", e))
     }
 
-    /// Runs `process` on this thread while a second thread inserts its accepted
-    /// rows into `messages` inside one open transaction (the two cores overlap
-    /// parsing and B-tree work). The transaction is committed, with the batch
-    /// record, by [`StagedBatch::commit`] — only when the summary has no
-    /// archive-level error — so the caller can make its own files durable in
-    /// between; dropping the staged batch rolls it back.
+    /// Runs `process` with a sink that spools accepted rows to an unnamed file
+    /// next to the database — sequential writes, no lock, no B-tree. The rows
+    /// enter `messages`, with the batch record, in one transaction in
+    /// [`StagedBatch::commit`] (only when the summary has no archive-level
+    /// error), so the caller can make its own files durable in between.
     ///
-    /// SQLite has one writer: from the first insert to the commit this archive
-    /// holds the write lock, and other writers (another account's archive, a
-    /// sender claiming messages) wait for it (busy timeout).
+    /// SQLite has one writer: this way the write lock is held while the rows
+    /// are inserted, not while the archive is read, so one account's huge
+    /// archive does not hold the others' commits back for its whole reading.
     fn stage<'q>(
         &'q mut self,
         account: &str,
         process: &mut dyn FnMut(&mut dyn RowSink) -> Summary,
     ) -> Result<Box<dyn StagedBatch + 'q>, Rejection> {
-        let conn = &mut self.conn;
-        conn.execute_batch("BEGIN")
-            .map_err(|e| internal("begin", e))?;
-        // From here on, Staged's Drop rolls back whatever happens.
-        let mut staged = Staged {
-            conn,
-            open: true,
+        let file = tempfile::tempfile_in(&self.spool_dir)
+            .map_err(|e| internal(&format!("spool in {}", self.spool_dir.display()), e))?;
+        let mut spool = Spool::new(file);
+        let summary = process(&mut spool);
+        let (file, rows) = spool.finish().map_err(|e| internal("spool", e))?;
+        Ok(Box::new(Staged {
+            conn: &mut self.conn,
+            spool: file,
+            rows,
             account: account.to_owned(),
-            summary: None,
-        };
-        // Messages are inserted before their batch record; check the reference
-        // at commit.
-        staged
-            .conn
-            .pragma_update(None, "defer_foreign_keys", true)
-            .map_err(|e| internal("defer_foreign_keys", e))?;
-        let (send, receive) = std::sync::mpsc::sync_channel::<Vec<Message>>(CHANNEL_BLOCKS);
-        let conn: &mut Connection = staged.conn;
-        let (summary, written) = std::thread::scope(|scope| {
-            let writer = scope.spawn(move || insert_all(conn, account, receive));
-            let mut sink = ChannelSink {
-                block: Vec::with_capacity(BLOCK_ROWS),
-                send: Some(send),
-            };
-            let mut summary = process(&mut sink);
-            if summary.error.is_none()
-                && let Err(e) = sink.flush()
-            {
-                summary.error = Some(e);
-            }
-            drop(sink); // closes the channel: the writer finishes
-            let written = writer.join().unwrap_or_else(|_| {
-                Err(WriteError::Other(internal(
-                    "insert",
-                    "the writer thread panicked",
-                )))
-            });
-            (summary, written)
-        });
-        if let Err(e) = written {
-            // The writer's own error, not the "writer stopped" it caused.
-            return Err(match e {
-                WriteError::Duplicate => Rejection::new(
-                    ErrorCode::DuplicateBatch,
-                    format!("batch {} was already processed", summary.batch),
-                ),
-                WriteError::Other(e) => e,
-            });
-        }
-        staged.summary = Some(summary);
-        Ok(Box::new(staged))
+            summary,
+        }))
     }
 
     /// The stored summary of a batch that is committed but whose results were
@@ -273,7 +243,7 @@ impl Queue for SqliteQueue {
 
     /// Counts of messages by status and of batches.
     fn depth(&self) -> Result<i64, Rejection> {
-        // Answered from the messages_due index.
+        // Answered from the partial messages_due index (queued rows only).
         self.conn
             .query_row(
                 "SELECT COUNT(*) FROM messages WHERE status = 'queued'",
@@ -347,61 +317,99 @@ impl Queue for SqliteQueue {
     }
 }
 
-/// A processed archive whose messages wait in an open transaction.
+/// A processed archive whose accepted rows wait in the spool file.
 struct Staged<'q> {
     conn: &'q mut Connection,
-    /// The transaction is still open (rolled back on drop).
-    open: bool,
+    spool: std::fs::File,
+    rows: u64,
     account: String,
-    summary: Option<Summary>,
-}
-
-impl Drop for Staged<'_> {
-    fn drop(&mut self) {
-        if self.open {
-            let _ = self.conn.execute_batch("ROLLBACK");
-        }
-    }
+    summary: Summary,
 }
 
 impl StagedBatch for Staged<'_> {
     fn summary(&self) -> &Summary {
-        self.summary.as_ref().expect("set by stage")
+        &self.summary
     }
 
-    fn commit(mut self: Box<Self>) -> Result<Summary, Rejection> {
-        let summary = self.summary.take().expect("set by stage");
+    fn commit(self: Box<Self>) -> Result<Summary, Rejection> {
+        let Staged {
+            conn,
+            spool,
+            rows,
+            account,
+            summary,
+        } = *self;
         if summary.error.is_some() {
-            // Rejected as a whole: nothing is queued (Drop rolls back).
+            // Rejected as a whole: nothing is queued.
             return Ok(summary);
         }
+        // IMMEDIATE: take the write lock now (waiting for another archive's
+        // commit) rather than fail halfway on a lock upgrade.
+        let tx = rusqlite::Transaction::new(conn, rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| internal("begin", e))?;
+        // Messages go in before their batch record: check the reference at commit.
+        tx.pragma_update(None, "defer_foreign_keys", true)
+            .map_err(|e| internal("defer_foreign_keys", e))?;
+        insert_spooled(&tx, spool, rows, &account)
+            .map_err(|e| duplicate_or_internal(&summary, "messages", e))?;
         let summary_json = serde_json::to_string(&summary).map_err(|e| internal("json", e))?;
         let format = summary.format.map_or("", Format::as_str);
-        self.conn
-            .execute(
-                "INSERT INTO batches (batch, account, status, format, rows, accepted, rejected,
-                 received_at, processed_at, summary)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                params![
-                    summary.batch,
-                    self.account,
-                    summary.status.as_str(),
-                    format,
-                    summary.rows as i64,
-                    summary.accepted as i64,
-                    summary.rejected as i64,
-                    rfc3339(summary.received_at),
-                    rfc3339(summary.processed_at),
-                    summary_json,
-                ],
-            )
-            .map_err(|e| duplicate_or_internal(&summary, "batch record", e))?;
-        self.conn
-            .execute_batch("COMMIT")
-            .map_err(|e| internal("commit", e))?;
-        self.open = false;
+        tx.execute(
+            "INSERT INTO batches (batch, account, status, format, rows, accepted, rejected,
+             received_at, processed_at, summary) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![
+                summary.batch,
+                account,
+                summary.status.as_str(),
+                format,
+                summary.rows as i64,
+                summary.accepted as i64,
+                summary.rejected as i64,
+                rfc3339(summary.received_at),
+                rfc3339(summary.processed_at),
+                summary_json,
+            ],
+        )
+        .map_err(|e| duplicate_or_internal(&summary, "batch record", e))?;
+        // Dropping `tx` on any error above rolls everything back.
+        tx.commit().map_err(|e| internal("commit", e))?;
         Ok(summary)
     }
+}
+
+/// Reads the spool back and inserts every row.
+fn insert_spooled(
+    tx: &rusqlite::Transaction<'_>,
+    mut spool: std::fs::File,
+    rows: u64,
+    account: &str,
+) -> rusqlite::Result<()> {
+    let io = |e: std::io::Error| rusqlite::Error::ToSqlConversionFailure(Box::new(e));
+    spool.seek(SeekFrom::Start(0)).map_err(io)?;
+    let mut input = SpoolReader::new(spool);
+    let mut insert = tx.prepare_cached(INSERT_MESSAGE)?;
+    for _ in 0..rows {
+        let row = input.next_row().map_err(io)?;
+        let batch = row
+            .message_id
+            .rsplit_once(':')
+            .map_or(row.message_id, |(b, _)| b);
+        insert.execute(params![
+            row.message_id,
+            batch,
+            account,
+            row.line,
+            row.phone,
+            row.sender,
+            row.text,
+            row.encoding,
+            row.segments,
+            row.send_at,
+            row.expires_at,
+            row.timezone,
+        ])?;
+    }
+    Ok(())
 }
 
 /// A unique-key violation means another process committed the batch first.
@@ -417,87 +425,141 @@ fn duplicate_or_internal(summary: &Summary, what: &str, e: rusqlite::Error) -> R
     internal(what, e)
 }
 
-/// Hands accepted rows to the writer thread in blocks.
-struct ChannelSink {
-    block: Vec<Message>,
-    send: Option<SyncSender<Vec<Message>>>,
+/// The staged rows of one archive: per accepted row, its ten varying values
+/// as length-prefixed text or 8-byte integers, in the order of `INSERT_MESSAGE`.
+struct Spool {
+    out: BufWriter<std::fs::File>,
+    rows: u64,
+    failed: Option<std::io::Error>,
+    // Most rows of an archive share their times: format each instant once.
+    send_at: TimeText,
+    expires_at: TimeText,
 }
 
-impl ChannelSink {
-    fn flush(&mut self) -> Result<(), Rejection> {
-        if self.block.is_empty() {
-            return Ok(());
+impl Spool {
+    fn new(file: std::fs::File) -> Spool {
+        Spool {
+            out: BufWriter::with_capacity(1 << 20, file),
+            rows: 0,
+            failed: None,
+            send_at: TimeText::default(),
+            expires_at: TimeText::default(),
         }
-        let block = std::mem::replace(&mut self.block, Vec::with_capacity(BLOCK_ROWS));
-        match &self.send {
-            Some(send) if send.send(block).is_ok() => Ok(()),
-            // The writer stopped on an error; stage() reports that one.
-            _ => Err(internal("insert", "the queue writer stopped")),
+    }
+
+    fn put(&mut self, m: &Message) -> std::io::Result<()> {
+        fn text(out: &mut impl Write, s: &str) -> std::io::Result<()> {
+            out.write_all(&(s.len() as u32).to_le_bytes())?;
+            out.write_all(s.as_bytes())
         }
+        let out = &mut self.out;
+        text(out, &m.message_id)?;
+        out.write_all(&(m.line as i64).to_le_bytes())?;
+        text(out, m.phone.digits())?;
+        text(out, m.sender.as_str())?;
+        text(out, &m.text)?;
+        text(out, m.encoding.as_str())?;
+        out.write_all(&i64::from(m.segments).to_le_bytes())?;
+        text(out, self.send_at.text(m.send_at))?;
+        text(out, self.expires_at.text(m.expires_at))?;
+        text(out, m.timezone.name())
+    }
+
+    fn finish(self) -> std::io::Result<(std::fs::File, u64)> {
+        if let Some(e) = self.failed {
+            return Err(e);
+        }
+        let file = self.out.into_inner().map_err(|e| e.into_error())?;
+        Ok((file, self.rows))
     }
 }
 
-impl RowSink for ChannelSink {
+impl RowSink for Spool {
     fn row(&mut self, outcome: &RowOutcome) -> Result<(), Rejection> {
         if let RowOutcome::Accepted(m) = outcome {
-            self.block.push(m.clone());
-            if self.block.len() == BLOCK_ROWS {
-                self.flush()?;
+            if let Err(e) = self.put(m) {
+                let rejection = internal("spool", &e);
+                self.failed = Some(e);
+                return Err(rejection);
             }
+            self.rows += 1;
         }
         Ok(())
     }
 }
 
-enum WriteError {
-    /// A key already exists: another process committed this batch.
-    Duplicate,
-    Other(Rejection),
+/// Reads [`Spool`] rows back into reused buffers.
+struct SpoolReader {
+    input: BufReader<std::fs::File>,
+    /// The text values of the current row, back to back; `ends` delimit them.
+    text: String,
+    ends: [usize; 8],
+    ints: [i64; 2],
 }
 
-/// The writer thread: inserts every block it receives until the channel closes.
-fn insert_all(
-    conn: &mut Connection,
-    account: &str,
-    receive: Receiver<Vec<Message>>,
-) -> Result<(), WriteError> {
-    let other = |e| WriteError::Other(internal("insert", e));
-    let mut insert = conn.prepare_cached(INSERT_MESSAGE).map_err(other)?;
-    // Most rows of an archive share their times: format each instant once.
-    let (mut send_at, mut expires_at) = (TimeText::default(), TimeText::default());
-    for block in receive {
-        for m in &block {
-            let batch = m
-                .message_id
-                .rsplit_once(':')
-                .map_or(m.message_id.as_str(), |(b, _)| b);
-            let result = insert.execute(params![
-                m.message_id,
-                batch,
-                account,
-                m.line as i64,
-                m.phone.digits(),
-                m.sender.as_str(),
-                m.text,
-                m.encoding.as_str(),
-                m.segments,
-                send_at.text(m.send_at),
-                expires_at.text(m.expires_at),
-                m.timezone.name(),
-            ]);
-            if let Err(e) = result {
-                return Err(match &e {
-                    rusqlite::Error::SqliteFailure(f, _)
-                        if f.code == rusqlite::ErrorCode::ConstraintViolation =>
-                    {
-                        WriteError::Duplicate
-                    }
-                    _ => WriteError::Other(internal("insert", e)),
-                });
-            }
+/// One spooled row, borrowing the reader's buffers.
+struct SpooledRow<'a> {
+    message_id: &'a str,
+    line: i64,
+    phone: &'a str,
+    sender: &'a str,
+    text: &'a str,
+    encoding: &'a str,
+    segments: i64,
+    send_at: &'a str,
+    expires_at: &'a str,
+    timezone: &'a str,
+}
+
+impl SpoolReader {
+    fn new(file: std::fs::File) -> SpoolReader {
+        SpoolReader {
+            input: BufReader::with_capacity(1 << 20, file),
+            text: String::new(),
+            ends: [0; 8],
+            ints: [0; 2],
         }
     }
-    Ok(())
+
+    fn next_row(&mut self) -> std::io::Result<SpooledRow<'_>> {
+        let mut bytes = std::mem::take(&mut self.text).into_bytes();
+        bytes.clear();
+        // message_id, [line], phone, sender, text, encoding, [segments], send_at,
+        // expires_at, timezone
+        let mut field = 0;
+        for slot in 0..10 {
+            if slot == 1 || slot == 6 {
+                let mut n = [0u8; 8];
+                self.input.read_exact(&mut n)?;
+                self.ints[usize::from(slot == 6)] = i64::from_le_bytes(n);
+                continue;
+            }
+            let mut n = [0u8; 4];
+            self.input.read_exact(&mut n)?;
+            let len = u32::from_le_bytes(n) as usize;
+            let start = bytes.len();
+            bytes.resize(start + len, 0);
+            self.input.read_exact(&mut bytes[start..])?;
+            self.ends[field] = bytes.len();
+            field += 1;
+        }
+        self.text = String::from_utf8(bytes)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        let t = &self.text;
+        let e = &self.ends;
+        Ok(SpooledRow {
+            message_id: &t[..e[0]],
+            line: self.ints[0],
+            phone: &t[e[0]..e[1]],
+            sender: &t[e[1]..e[2]],
+            text: &t[e[2]..e[3]],
+            encoding: &t[e[3]..e[4]],
+            segments: self.ints[1],
+            send_at: &t[e[4]..e[5]],
+            expires_at: &t[e[5]..e[6]],
+            timezone: &t[e[6]..e[7]],
+        })
+    }
 }
 
 /// The last instant formatted as RFC 3339 text, kept for the next row.
