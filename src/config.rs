@@ -84,6 +84,10 @@ pub struct FtpConfig {
     pub max_sessions: u32,
     /// Open control connections at most from one client address.
     pub max_sessions_per_ip: u32,
+    /// fsync every upload before answering 226 (an acknowledged archive
+    /// survives a power cut); `false` trades that for disk-speed-independent
+    /// uploads.
+    pub sync_uploads: bool,
     pub tls: Option<TlsConfig>,
     pub login_guard: LoginGuardConfig,
 }
@@ -96,6 +100,7 @@ impl Default for FtpConfig {
             idle_timeout_secs: 600,
             max_sessions: 200,
             max_sessions_per_ip: 20,
+            sync_uploads: true,
             tls: None,
             login_guard: LoginGuardConfig::default(),
         }
@@ -625,6 +630,12 @@ pub fn describe(config: &Config, registry_ranges: usize) -> String {
         ftp.max_sessions,
         ftp.max_sessions_per_ip
     );
+    if !ftp.sync_uploads {
+        let _ = writeln!(
+            s,
+            "          uploads are acknowledged before they are on disk (sync_uploads = false)"
+        );
+    }
     match &ftp.tls {
         Some(tls) => {
             let _ = writeln!(

@@ -22,7 +22,9 @@ use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use std::io::Write;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::Notify;
 use unftp_core::auth::{
     AuthenticationError, Authenticator, ChannelEncryptionState, Credentials, Principal, UserDetail,
@@ -318,6 +320,8 @@ pub struct Landing {
     landed: Arc<Notify>,
     /// Uploads in progress, so that shutdown can wait for them.
     uploads: Arc<AtomicUsize>,
+    /// fsync before the upload is acknowledged (`ftp.sync_uploads`).
+    sync: bool,
 }
 
 impl Landing {
@@ -327,6 +331,7 @@ impl Landing {
         stall: Duration,
         landed: Arc<Notify>,
         uploads: Arc<AtomicUsize>,
+        sync: bool,
     ) -> std::io::Result<Landing> {
         Ok(Landing {
             inner: Filesystem::new(spool)?,
@@ -334,8 +339,48 @@ impl Landing {
             stall,
             landed,
             uploads,
+            sync,
         })
     }
+}
+
+/// Bytes of an upload gathered before each write to disk.
+const UPLOAD_CHUNK: usize = 1 << 20;
+
+/// Asks the kernel to start writing a chunk to disk now, without waiting, so
+/// the fsync at the end of an upload finds little left to do: the disk works
+/// while the network delivers the rest.
+fn start_writeback(file: &std::fs::File, offset: u64, len: usize) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a valid open descriptor and a plain range; the call only
+        // schedules writeback and reads no memory of ours.
+        unsafe {
+            libc::sync_file_range(
+                file.as_raw_fd(),
+                offset as libc::off64_t,
+                len as libc::off64_t,
+                libc::SYNC_FILE_RANGE_WRITE,
+            );
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, offset, len);
+}
+
+/// The result of a blocking write task.
+async fn joined<T>(task: tokio::task::JoinHandle<std::io::Result<T>>) -> std::io::Result<T> {
+    task.await.unwrap_or_else(|e| Err(std::io::Error::other(e)))
+}
+
+/// Runs blocking file work on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
 }
 
 /// An upload in progress: counted, and its part file removed unless it
@@ -455,35 +500,67 @@ impl StorageBackend<FtpUser> for Landing {
             landed: false,
             uploads: &self.uploads,
         };
-        let file = tokio::fs::File::create(&part).await?;
-        let mut out = tokio::io::BufWriter::with_capacity(1 << 20, file);
-        let mut buf = vec![0u8; 256 * 1024];
+        let part_path = part.clone();
+        let file = blocking(move || std::fs::File::create(part_path)).await?;
         let mut total: u64 = 0;
+        let sync = self.sync;
         let result: storage::Result<()> = async {
-            loop {
-                let n = match tokio::time::timeout(self.stall, input.read(&mut buf)).await {
-                    Ok(read) => read?,
-                    Err(_) => {
+            // Two buffers: one fills from the socket while the blocking pool
+            // writes the other to disk.
+            let mut buf: Vec<u8> = Vec::with_capacity(UPLOAD_CHUNK);
+            let mut writing: Option<
+                tokio::task::JoinHandle<std::io::Result<(std::fs::File, Vec<u8>)>>,
+            > = None;
+            let mut file = Some(file);
+            let mut ended = false;
+            while !ended {
+                while buf.len() < UPLOAD_CHUNK {
+                    let n = match tokio::time::timeout(self.stall, input.read_buf(&mut buf)).await {
+                        Ok(read) => read?,
+                        Err(_) => {
+                            return Err(refuse(
+                                ErrorKind::ConnectionClosed,
+                                format!("{name}: transfer stalled"),
+                            ));
+                        }
+                    };
+                    if n == 0 {
+                        ended = true;
+                        break;
+                    }
+                    total += n as u64;
+                    if total > self.max_bytes {
                         return Err(refuse(
-                            ErrorKind::ConnectionClosed,
-                            format!("{name}: transfer stalled"),
+                            ErrorKind::ExceededStorageAllocationError,
+                            format!("{name}: archives are limited to {} bytes", self.max_bytes),
                         ));
                     }
-                };
-                if n == 0 {
-                    break;
                 }
-                total += n as u64;
-                if total > self.max_bytes {
-                    return Err(refuse(
-                        ErrorKind::ExceededStorageAllocationError,
-                        format!("{name}: archives are limited to {} bytes", self.max_bytes),
-                    ));
+                let mut spare = Vec::with_capacity(UPLOAD_CHUNK);
+                if let Some(previous) = writing.take() {
+                    let (f, mut done) = joined(previous).await?;
+                    done.clear();
+                    spare = done;
+                    file = Some(f);
                 }
-                out.write_all(&buf[..n]).await?;
+                let chunk = std::mem::replace(&mut buf, spare);
+                let offset = total - chunk.len() as u64;
+                let mut f = file.take().expect("the file is back");
+                writing = Some(tokio::task::spawn_blocking(move || {
+                    f.write_all(&chunk)?;
+                    if sync {
+                        start_writeback(&f, offset, chunk.len());
+                    }
+                    Ok((f, chunk))
+                }));
             }
-            out.flush().await?;
-            out.get_ref().sync_all().await?;
+            if let Some(last) = writing.take() {
+                let (f, _) = joined(last).await?;
+                if sync {
+                    // Durable before the 226 reply and before the poller sees it.
+                    blocking(move || f.sync_all()).await?;
+                }
+            }
             Ok(())
         }
         .await;

@@ -145,8 +145,9 @@ impl Front {
             );
             let max = config.limits.max_archive_bytes;
             let stall = Duration::from_secs(config.ftp.idle_timeout_secs);
+            let sync = config.ftp.sync_uploads;
             move || {
-                Landing::new(&spool, max, stall, landed.clone(), uploads.clone())
+                Landing::new(&spool, max, stall, landed.clone(), uploads.clone(), sync)
                     .expect("spool folder exists")
             }
         };
