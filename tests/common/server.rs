@@ -197,6 +197,13 @@ impl Server {
     }
 
     /// SIGTERM and the exit status.
+    /// SIGKILL: no chance to finish anything.
+    pub fn kill9(mut self) -> Env {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        std::mem::replace(&mut self.env, Env::new())
+    }
+
     pub fn stop(mut self) -> (i32, Env) {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();

@@ -1,0 +1,161 @@
+//! SPEC §8's promises under stress: `kill -9` at random moments while archives
+//! stream in, and many FTP sessions at once. Each test checks the outcome from
+//! the queue and the results files, not from the server's word.
+//!
+//! Counts are small by default so that CI stays fast; the full runs:
+//!   SMSDROP_KILL_CYCLES=200 cargo test --release --test reliability -- --nocapture
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::server::*;
+use common::*;
+use serde_json::Value;
+
+/// An archive of `rows` rows, every `bad`-th with an invalid number.
+fn plain_archive(rows: usize, bad: usize) -> (Vec<u8>, usize) {
+    let mut text = String::from("TELRN_LONG;TEXT\n");
+    let mut accepted = 0;
+    for i in 0..rows {
+        if bad > 0 && i % bad == bad - 1 {
+            text.push_str(&format!("12345;bad row {i}\n"));
+        } else {
+            text.push_str(&format!("7903{:07};message {i}\n", i % 10_000_000));
+            accepted += 1;
+        }
+    }
+    (zip_bytes(&[("sms/m.csv", text.as_bytes())]), accepted)
+}
+
+/// Drops an archive into a home folder the way the FTP landing does: written
+/// under a hidden name, then renamed.
+fn land(home: &Path, name: &str, bytes: &[u8]) {
+    let part = home.join(format!(".{name}.part"));
+    std::fs::write(&part, bytes).unwrap();
+    std::fs::rename(&part, home.join(name)).unwrap();
+}
+
+/// `<login>_<YYYYMMDDhhmmss>` for the n-th second after 2026-11-23 00:00:00.
+fn batch_name(login: &str, n: i64) -> String {
+    let t = chrono::NaiveDate::from_ymd_opt(2026, 11, 23)
+        .unwrap()
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        + chrono::Duration::seconds(n);
+    format!("{login}_{}", t.format("%Y%m%d%H%M%S"))
+}
+
+fn count_env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// xorshift: reproducible "random" moments.
+fn next(x: &mut u64) -> u64 {
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    *x
+}
+
+/// Kills the server with SIGKILL at pseudo-random moments while a stream of
+/// small and large archives lands, restarts it each time, and then proves
+/// from the queue and the results files that every archive was processed
+/// exactly once, whole: no archive lost, none queued twice, no torn file.
+#[test]
+fn kill_9_at_random_moments_loses_nothing_and_doubles_nothing() {
+    let cycles = count_env("SMSDROP_KILL_CYCLES", 20);
+    let mut env = Env::new();
+    let mut expected: BTreeMap<String, (usize, usize)> = BTreeMap::new(); // batch -> (rows, accepted)
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut n: i64 = 0;
+    let mut interrupted = 0;
+    let mut server = Server::start_in(env);
+    let home = server.home("guest");
+    for cycle in 0..cycles {
+        // A few archives per cycle, now and then a large one.
+        for _ in 0..3 {
+            n += 1;
+            let rows = if next(&mut seed) % 4 == 0 { 20_000 } else { 1 + (next(&mut seed) % 50) as usize };
+            let (bytes, accepted) = plain_archive(rows, 7);
+            let batch = batch_name("guest", n);
+            land(&home, &format!("{batch}.zip"), &bytes);
+            expected.insert(batch, (rows, accepted));
+        }
+        std::thread::sleep(Duration::from_millis(20 + next(&mut seed) % 400));
+        env = server.kill9();
+        // An archive in work/ means the kill caught one being processed.
+        let caught = std::fs::read_dir(env.path("state/work/guest"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        interrupted += usize::from(caught > 0);
+        eprintln!("cycle {cycle}: killed after {} archives, mid-archive: {}", expected.len(), caught > 0);
+        server = Server::start_in(env);
+    }
+    // Let the last one finish everything.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let results = home.join("results");
+    loop {
+        let done = expected
+            .keys()
+            .filter(|b| results.join(format!("{b}.json")).exists())
+            .count();
+        if done == expected.len() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "only {done} of {} archives have results", expected.len());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, env) = server.stop();
+    assert_eq!(code, 0);
+    eprintln!("{interrupted} of {cycles} kills caught an archive mid-processing");
+    assert!(interrupted > 0, "no kill hit an archive being processed: the test proves nothing");
+
+    // The results files: whole JSON, and a CSV with one line per row.
+    for (batch, (rows, accepted)) in &expected {
+        let json: Value = serde_json::from_slice(
+            &std::fs::read(results.join(format!("{batch}.json"))).unwrap(),
+        )
+        .unwrap_or_else(|e| panic!("{batch}.json is torn: {e}"));
+        assert_eq!(json["rows"], *rows as u64, "{batch}");
+        assert_eq!(json["accepted"], *accepted as u64, "{batch}");
+        assert!(json["error"].is_null(), "{batch}: {json}");
+        let csv = std::fs::read_to_string(results.join(format!("{batch}.csv"))).unwrap();
+        assert_eq!(csv.lines().count(), rows + 1, "{batch}.csv is torn");
+    }
+    // Nothing answered DUPLICATE_BATCH (a re-run after a crash must finish the
+    // first run, not reject its own archive), and no part file is left.
+    for entry in std::fs::read_dir(&results).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        assert!(!name.contains(".duplicate."), "{name}");
+        assert!(!name.starts_with('.'), "left over: {name}");
+    }
+    // The queue: exactly the accepted rows of every archive, once.
+    let config = env.path("smsdrop.toml");
+    let out = smsdrop(&["queue", "list", "--format", "jsonl", "--config", config.to_str().unwrap()]);
+    let mut per_batch: BTreeMap<String, usize> = BTreeMap::new();
+    let mut ids = std::collections::HashSet::new();
+    for line in out.stdout.lines() {
+        let m: Value = serde_json::from_str(line).unwrap();
+        let id = m["message_id"].as_str().unwrap().to_owned();
+        let batch = id.rsplit_once(':').unwrap().0.to_owned();
+        assert!(ids.insert(id.clone()), "{id} queued twice");
+        *per_batch.entry(batch).or_default() += 1;
+    }
+    for (batch, (_, accepted)) in &expected {
+        assert_eq!(per_batch.get(batch).copied().unwrap_or(0), *accepted, "{batch}");
+    }
+    assert_eq!(per_batch.len(), expected.len());
+    // Every archive left the customer's folder and the work folder.
+    let left: Vec<_> = std::fs::read_dir(env.path("spool/guest"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n != "results")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
