@@ -81,7 +81,11 @@ fn kill_9_at_random_moments_loses_nothing_and_doubles_nothing() {
         // A few archives per cycle, now and then a large one.
         for _ in 0..3 {
             n += 1;
-            let rows = if next(&mut seed) % 4 == 0 { 20_000 } else { 1 + (next(&mut seed) % 50) as usize };
+            let rows = if next(&mut seed) % 4 == 0 {
+                20_000
+            } else {
+                1 + (next(&mut seed) % 50) as usize
+            };
             let (bytes, accepted) = plain_archive(rows, 7);
             let batch = batch_name("guest", n);
             land(&home, &format!("{batch}.zip"), &bytes);
@@ -94,7 +98,11 @@ fn kill_9_at_random_moments_loses_nothing_and_doubles_nothing() {
             .map(|d| d.count())
             .unwrap_or(0);
         interrupted += usize::from(caught > 0);
-        eprintln!("cycle {cycle}: killed after {} archives, mid-archive: {}", expected.len(), caught > 0);
+        eprintln!(
+            "cycle {cycle}: killed after {} archives, mid-archive: {}",
+            expected.len(),
+            caught > 0
+        );
         server = Server::start_in(env);
     }
     // Let the last one finish everything.
@@ -108,20 +116,26 @@ fn kill_9_at_random_moments_loses_nothing_and_doubles_nothing() {
         if done == expected.len() {
             break;
         }
-        assert!(Instant::now() < deadline, "only {done} of {} archives have results", expected.len());
+        assert!(
+            Instant::now() < deadline,
+            "only {done} of {} archives have results",
+            expected.len()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let (code, env) = server.stop();
     assert_eq!(code, 0);
     eprintln!("{interrupted} of {cycles} kills caught an archive mid-processing");
-    assert!(interrupted > 0, "no kill hit an archive being processed: the test proves nothing");
+    assert!(
+        interrupted > 0,
+        "no kill hit an archive being processed: the test proves nothing"
+    );
 
     // The results files: whole JSON, and a CSV with one line per row.
     for (batch, (rows, accepted)) in &expected {
-        let json: Value = serde_json::from_slice(
-            &std::fs::read(results.join(format!("{batch}.json"))).unwrap(),
-        )
-        .unwrap_or_else(|e| panic!("{batch}.json is torn: {e}"));
+        let json: Value =
+            serde_json::from_slice(&std::fs::read(results.join(format!("{batch}.json"))).unwrap())
+                .unwrap_or_else(|e| panic!("{batch}.json is torn: {e}"));
         assert_eq!(json["rows"], *rows as u64, "{batch}");
         assert_eq!(json["accepted"], *accepted as u64, "{batch}");
         assert!(json["error"].is_null(), "{batch}: {json}");
@@ -137,7 +151,14 @@ fn kill_9_at_random_moments_loses_nothing_and_doubles_nothing() {
     }
     // The queue: exactly the accepted rows of every archive, once.
     let config = env.path("smsdrop.toml");
-    let out = smsdrop(&["queue", "list", "--format", "jsonl", "--config", config.to_str().unwrap()]);
+    let out = smsdrop(&[
+        "queue",
+        "list",
+        "--format",
+        "jsonl",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
     let mut per_batch: BTreeMap<String, usize> = BTreeMap::new();
     let mut ids = std::collections::HashSet::new();
     for line in out.stdout.lines() {
@@ -148,7 +169,11 @@ fn kill_9_at_random_moments_loses_nothing_and_doubles_nothing() {
         *per_batch.entry(batch).or_default() += 1;
     }
     for (batch, (_, accepted)) in &expected {
-        assert_eq!(per_batch.get(batch).copied().unwrap_or(0), *accepted, "{batch}");
+        assert_eq!(
+            per_batch.get(batch).copied().unwrap_or(0),
+            *accepted,
+            "{batch}"
+        );
     }
     assert_eq!(per_batch.len(), expected.len());
     // Every archive left the customer's folder and the work folder.
@@ -158,4 +183,148 @@ fn kill_9_at_random_moments_loses_nothing_and_doubles_nothing() {
         .filter(|n| n != "results")
         .collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// 50 FTP sessions at once, 5 accounts, 1,000 archives in all: none refused,
+/// each processed exactly once, and each session's archives processed in the
+/// order it uploaded them.
+#[test]
+fn fifty_sessions_upload_a_thousand_archives() {
+    let (accounts, sessions_per_account, per_session): (usize, usize, usize) = (5, 10, 20);
+    let mut extra_accounts = String::new();
+    for a in 1..accounts {
+        extra_accounts.push_str(&format!(
+            "\n[[accounts]]\nlogin = \"acct{a}\"\npassword_hash = \"{HASH}\"\nsenders = [\"TESTSMS\"]\n"
+        ));
+    }
+    let server = Server::start_opts(
+        Env::new(),
+        Options {
+            ftp_extra: "max_sessions = 100\nmax_sessions_per_ip = 60\n".into(),
+            passive_span: 200,
+            extra: &extra_accounts,
+            ..Options::default()
+        },
+    );
+    let script = r#"
+import ftplib, io, sys, threading, time, zipfile, datetime
+port, accounts, sessions, per = (int(a) for a in sys.argv[1:5])
+logins = ["guest"] + [f"acct{a}" for a in range(1, accounts)]
+base = datetime.datetime(2026, 11, 23)
+def archive():
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("sms/m.csv", "TELRN_LONG;TEXT\n" + "".join(f"7903123456{i};hello {i}\n" for i in range(5)))
+    return buf.getvalue()
+data = archive()
+errors = []
+def session(login, s):
+    try:
+        ftp = ftplib.FTP()
+        ftp.connect("127.0.0.1", port, timeout=60)
+        ftp.login(login, "guest")
+        for i in range(per):
+            name = (base + datetime.timedelta(seconds=s * 1000 + i)).strftime(f"{login}_%Y%m%d%H%M%S.zip")
+            ftp.storbinary("STOR " + name, io.BytesIO(data))
+        ftp.quit()
+    except Exception as e:
+        errors.append(f"{login}/{s}: {e!r}")
+threads = [threading.Thread(target=session, args=(login, s)) for login in logins for s in range(sessions)]
+start = time.time()
+for t in threads: t.start()
+for t in threads: t.join()
+print(f"{time.time() - start:.2f}")
+for e in errors: print(e, file=sys.stderr)
+sys.exit(1 if errors else 0)
+"#;
+    let start = Instant::now();
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(server.port.to_string())
+        .args([accounts, sessions_per_account, per_session].map(|n| n.to_string()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let uploads_secs = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let total = accounts * sessions_per_account * per_session;
+    let logins: Vec<String> = std::iter::once("guest".to_owned())
+        .chain((1..accounts).map(|a| format!("acct{a}")))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let done: usize = logins
+            .iter()
+            .map(|l| {
+                std::fs::read_dir(server.home(l).join("results"))
+                    .unwrap()
+                    .filter(|e| {
+                        e.as_ref()
+                            .unwrap()
+                            .file_name()
+                            .to_string_lossy()
+                            .ends_with(".json")
+                    })
+                    .count()
+            })
+            .sum();
+        if done == total {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{done} of {total} processed");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!(
+        "{total} archives over {} sessions: uploads took {uploads_secs} s, all results after {:.1} s",
+        accounts * sessions_per_account,
+        start.elapsed().as_secs_f64()
+    );
+    let (_, metrics) = http_get(server.http_port, "/metrics");
+    assert_eq!(
+        sample_value(
+            &metrics,
+            "smsdrop_sessions_refused_total",
+            &["cap=\"per_ip\""]
+        ),
+        Some(0.0)
+    );
+    let (code, env) = server.stop();
+    assert_eq!(code, 0);
+
+    // Exactly once: one batch record and five messages per archive.
+    let db = rusqlite::Connection::open(env.path("state/queue.db")).unwrap();
+    let count = |sql: &str| -> i64 { db.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(
+        count("SELECT COUNT(*) FROM batches WHERE status = 'accepted'"),
+        total as i64
+    );
+    assert_eq!(count("SELECT COUNT(*) FROM messages"), 5 * total as i64);
+    // Each session's archives in upload order (batches are a rowid table: its
+    // rowids are the commit order).
+    let mut stmt = db
+        .prepare("SELECT batch FROM batches ORDER BY rowid")
+        .unwrap();
+    let order: Vec<String> = stmt
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let mut last: BTreeMap<(String, i64), String> = BTreeMap::new();
+    for batch in order {
+        let (login, stamp) = batch.rsplit_once('_').unwrap();
+        let t = chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%d%H%M%S").unwrap();
+        let seconds = (t - chrono::NaiveDate::from_ymd_opt(2026, 11, 23)
+            .unwrap()
+            .and_hms_opt(0, 0, 0)
+            .unwrap())
+        .num_seconds();
+        let key = (login.to_owned(), seconds / 1000);
+        if let Some(previous) = last.get(&key) {
+            assert!(previous < &batch, "{batch} was processed after {previous}");
+        }
+        last.insert(key, batch);
+    }
 }

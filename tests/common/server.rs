@@ -48,6 +48,8 @@ pub struct Options<'a> {
     pub idle_secs: u64,
     /// Lines added to the `[ftp]` section.
     pub ftp_extra: String,
+    /// Passive ports beyond the first (for many transfers at once).
+    pub passive_span: u16,
     /// TOML sections added to the config.
     pub extra: &'a str,
     /// Lines added to the guest account.
@@ -63,6 +65,7 @@ impl Default for Options<'_> {
         Options {
             idle_secs: 30,
             ftp_extra: String::new(),
+            passive_span: 0,
             extra: "",
             account_extra: "",
             envs: Vec::new(),
@@ -102,6 +105,7 @@ impl Server {
         let Options {
             idle_secs,
             ftp_extra,
+            passive_span,
             extra,
             account_extra,
             envs,
@@ -114,12 +118,13 @@ impl Server {
         let root = env.dir.path().to_str().unwrap().to_owned();
         let config = env.config(
             &format!(
-                "[ftp]\nlisten = \"127.0.0.1:{port}\"\npassive_ports = [{pasv}, {pasv}]\n\
+                "[ftp]\nlisten = \"127.0.0.1:{port}\"\npassive_ports = [{pasv}, {}]\n\
                  idle_timeout_secs = {idle_secs}\n{ftp_extra}\
                  [spool]\ndir = \"{root}/spool\"\nstate_dir = \"{root}/state\"\n\
                  [poller]\ninterval_secs = 1\n\
                  [queue]\npath = \"{root}/state/queue.db\"\n\
-                 [http]\nlisten = \"127.0.0.1:{http_port}\"\n{extra}"
+                 [http]\nlisten = \"127.0.0.1:{http_port}\"\n{extra}",
+                pasv + passive_span
             ),
             account_extra,
         );
