@@ -81,7 +81,7 @@ fn kill_9_at_random_moments_loses_nothing_and_doubles_nothing() {
         // A few archives per cycle, now and then a large one.
         for _ in 0..3 {
             n += 1;
-            let rows = if next(&mut seed) % 4 == 0 {
+            let rows = if next(&mut seed).is_multiple_of(4) {
                 20_000
             } else {
                 1 + (next(&mut seed) % 50) as usize
