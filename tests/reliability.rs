@@ -328,3 +328,60 @@ sys.exit(1 if errors else 0)
         last.insert(key, batch);
     }
 }
+
+/// A full disk (simulated with RLIMIT_FSIZE: writes past 256 KiB fail with
+/// EFBIG, which SQLite and the results writer see as a failed write): the
+/// archive stays in the work folder, nothing is half-queued or half-published,
+/// the error is logged and counted; once space is back (the limit lifted with
+/// prlimit) the next poll processes it, once.
+#[test]
+fn a_full_disk_leaves_the_archive_for_a_retry() {
+    if !have("prlimit") {
+        return;
+    }
+    let env = Env::new();
+    let log = env.path("serve.log");
+    let server = Server::start_opts(
+        env,
+        Options {
+            log: Some(log.clone()),
+            file_size_limit: Some(256 * 1024),
+            ..Options::default()
+        },
+    );
+    let home = server.home("guest");
+    let (bytes, accepted) = plain_archive(20_000, 0);
+    land(&home, "guest_20261123070000.zip", &bytes);
+
+    // The failure: counted, logged, the archive kept, no results.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, metrics) = http_get(server.http_port, "/metrics");
+        if sample_value(&metrics, "smsdrop_archive_errors_total", &[]).is_some_and(|n| n >= 1.0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no archive error counted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let work = server.env.path("state/work/guest/guest_20261123070000.zip");
+    assert!(work.exists(), "the archive waits in work/");
+    let results = home.join("results");
+    assert!(!results.join("guest_20261123070000.json").exists());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("archive left for the next poll"), "{text}");
+
+    // Space again: the retry goes through, once.
+    let pid = server.child.id().to_string();
+    assert!(
+        std::process::Command::new("prlimit")
+            .args(["--pid", &pid, "--fsize=unlimited"])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let summary = server.result("guest", "guest_20261123070000");
+    assert_eq!(summary["accepted"], accepted as u64);
+    assert!(summary["error"].is_null());
+    assert_eq!(server.queued(), accepted);
+    assert!(!work.exists());
+}

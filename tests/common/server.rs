@@ -58,6 +58,9 @@ pub struct Options<'a> {
     pub envs: Vec<(&'a str, String)>,
     /// Where the server's stderr (its log) goes; inherited when `None`.
     pub log: Option<PathBuf>,
+    /// RLIMIT_FSIZE for the server: writes past it fail with EFBIG, as on a
+    /// full disk (SIGXFSZ is ignored so that they fail instead of killing).
+    pub file_size_limit: Option<u64>,
 }
 
 impl Default for Options<'_> {
@@ -70,6 +73,7 @@ impl Default for Options<'_> {
             account_extra: "",
             envs: Vec::new(),
             log: None,
+            file_size_limit: None,
         }
     }
 }
@@ -110,6 +114,7 @@ impl Server {
             account_extra,
             envs,
             log,
+            file_size_limit,
         } = options;
         let port = free_port();
         let http_port = free_port();
@@ -138,13 +143,30 @@ impl Server {
             Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
             None => Stdio::inherit(),
         };
-        let child = Command::new(env!("CARGO_BIN_EXE_smsdrop"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_smsdrop"));
+        command
             .args(["serve", "--config", config.to_str().unwrap()])
             .envs(envs)
             .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .unwrap();
+            .stderr(stderr);
+        if let Some(limit) = file_size_limit {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: only async-signal-safe calls between fork and exec.
+            unsafe {
+                command.pre_exec(move || {
+                    libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                    let rl = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: libc::RLIM_INFINITY,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_FSIZE, &rl) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = command.spawn().unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "server did not start");
