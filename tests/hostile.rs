@@ -634,9 +634,7 @@ fn the_server_rejects_the_corpus_and_keeps_serving_another_account() {
     let server = Server::start_with(Env::new(), LIMITS, "");
     let home = server.home("guest");
     for (i, case) in corpus.iter().enumerate() {
-        let part = home.join(format!(".{}.zip.part", batch(i)));
-        std::fs::write(&part, &case.bytes).unwrap();
-        std::fs::rename(&part, home.join(format!("{}.zip", batch(i)))).unwrap();
+        land(&home, &format!("{}.zip", batch(i)), &case.bytes);
     }
     // Meanwhile another account uploads and gets its answer.
     let file = server.local("other_20261123070000.zip", &sample("meanwhile"));

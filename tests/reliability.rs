@@ -8,7 +8,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::server::*;
@@ -28,14 +27,6 @@ fn plain_archive(rows: usize, bad: usize) -> (Vec<u8>, usize) {
         }
     }
     (zip_bytes(&[("sms/m.csv", text.as_bytes())]), accepted)
-}
-
-/// Drops an archive into a home folder the way the FTP landing does: written
-/// under a hidden name, then renamed.
-fn land(home: &Path, name: &str, bytes: &[u8]) {
-    let part = home.join(format!(".{name}.part"));
-    std::fs::write(&part, bytes).unwrap();
-    std::fs::rename(&part, home.join(name)).unwrap();
 }
 
 /// `<login>_<YYYYMMDDhhmmss>` for the n-th second after 2026-11-23 00:00:00.
@@ -150,19 +141,9 @@ fn kill_9_at_random_moments_loses_nothing_and_doubles_nothing() {
         assert!(!name.starts_with('.'), "left over: {name}");
     }
     // The queue: exactly the accepted rows of every archive, once.
-    let config = env.path("smsdrop.toml");
-    let out = smsdrop(&[
-        "queue",
-        "list",
-        "--format",
-        "jsonl",
-        "--config",
-        config.to_str().unwrap(),
-    ]);
     let mut per_batch: BTreeMap<String, usize> = BTreeMap::new();
     let mut ids = std::collections::HashSet::new();
-    for line in out.stdout.lines() {
-        let m: Value = serde_json::from_str(line).unwrap();
+    for m in queue_messages(&env.path("smsdrop.toml")) {
         let id = m["message_id"].as_str().unwrap().to_owned();
         let batch = id.rsplit_once(':').unwrap().0.to_owned();
         assert!(ids.insert(id.clone()), "{id} queued twice");

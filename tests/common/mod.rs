@@ -143,6 +143,23 @@ pub fn smsdrop(args: &[&str]) -> Output {
     }
 }
 
+/// Every queued message (`smsdrop queue list --format jsonl`).
+pub fn queue_messages(config: &Path) -> Vec<Value> {
+    let out = smsdrop(&[
+        "queue",
+        "list",
+        "--format",
+        "jsonl",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    out.stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 pub const NOW: &str = "2026-11-23T07:00:00Z";
 
 /// `check --format jsonl --now NOW` on `archive` with `config`.

@@ -212,15 +212,7 @@ impl Server {
     }
 
     pub fn queued(&self) -> usize {
-        let out = smsdrop(&[
-            "queue",
-            "list",
-            "--format",
-            "jsonl",
-            "--config",
-            self.config.to_str().unwrap(),
-        ]);
-        out.stdout.lines().count()
+        queue_messages(&self.config).len()
     }
 
     /// SIGTERM and the exit status.
@@ -292,4 +284,12 @@ pub fn sample_value(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
         .find(|l| labels.iter().all(|want| l.contains(want)))
         .and_then(|l| l.rsplit(' ').next())
         .map(|v| v.parse().unwrap())
+}
+
+/// Drops an archive into a home folder the way the FTP landing does: written
+/// under a hidden name, then renamed.
+pub fn land(home: &std::path::Path, name: &str, bytes: &[u8]) {
+    let part = home.join(format!(".{name}.part"));
+    std::fs::write(&part, bytes).unwrap();
+    std::fs::rename(&part, home.join(name)).unwrap();
 }
