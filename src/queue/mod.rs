@@ -13,6 +13,7 @@
 //!   unfinished batch is what a crash between the two leaves, and is completed
 //!   by the next run instead of being processed again.
 
+pub mod spool;
 pub mod sqlite;
 
 use std::io;
