@@ -1,28 +1,103 @@
-//! `smsdrop ingest` and `smsdrop queue`: a real SQLite queue file and real results
-//! files, checked from the outside.
+//! `smsdrop ingest` and `smsdrop queue`: real results files and a real queue —
+//! every test runs on both back-ends, a SQLite file and a PostgreSQL database
+//! (`SMSDROP_TEST_PG_URL`, which `.ci/run` sets after starting a throwaway
+//! server; without it the PostgreSQL variants say so and skip, except in CI).
 
 mod common;
 
 use common::*;
 use serde_json::Value;
 
+#[derive(Clone)]
+enum Backend {
+    Sqlite,
+    /// A connection string to a database of the test's own.
+    Postgres(String),
+}
+
+impl Backend {
+    /// A fresh database on the test server, or `None` (skip) without one.
+    fn postgres() -> Option<Backend> {
+        let Ok(url) = std::env::var("SMSDROP_TEST_PG_URL") else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI must run the PostgreSQL tests: SMSDROP_TEST_PG_URL is not set"
+            );
+            eprintln!("SKIPPED: SMSDROP_TEST_PG_URL is not set, no PostgreSQL to test against");
+            return None;
+        };
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let name = format!(
+            "smsdrop_test_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let mut admin = ::postgres::Client::connect(&url, ::postgres::NoTls)
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap();
+        Some(Backend::Postgres(format!("{url} dbname={name}")))
+    }
+
+    fn queue_section(&self, root: &str) -> String {
+        match self {
+            Backend::Sqlite => format!("[queue]\npath = \"{root}/state/queue.db\""),
+            Backend::Postgres(url) => {
+                format!("[queue]\nbackend = \"postgres\"\nurl = \"{url}\"")
+            }
+        }
+    }
+}
+
+/// Runs each listed test body once per back-end.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[test] fn $name() { super::$name(super::Backend::Sqlite) } )*
+        }
+        mod postgres {
+            $( #[test] fn $name() {
+                if let Some(backend) = super::Backend::postgres() {
+                    super::$name(backend)
+                }
+            } )*
+        }
+    };
+}
+
+on_both_backends!(
+    an_archive_is_queued_once_with_its_results,
+    a_rejected_archive_queues_nothing_and_may_be_uploaded_again,
+    results_csv_is_in_the_account_encoding,
+    queue_list_filters_by_batch,
+    login_mismatch_writes_no_queue_rows,
+    a_run_that_died_after_its_commit_is_finished_not_repeated,
+);
+
 struct Spool {
     env: Env,
     config: std::path::PathBuf,
+    backend: Backend,
 }
 
 impl Spool {
-    fn new(account_extra: &str) -> Spool {
+    fn new(backend: Backend, account_extra: &str) -> Spool {
         let env = Env::new();
         let root = env.dir.path().to_str().unwrap().to_owned();
         let config = env.config(
             &format!(
-                "[spool]\ndir = \"{root}/spool\"\nstate_dir = \"{root}/state\"\n\
-                 [queue]\npath = \"{root}/state/queue.db\""
+                "[spool]\ndir = \"{root}/spool\"\nstate_dir = \"{root}/state\"\n{}",
+                backend.queue_section(&root)
             ),
             account_extra,
         );
-        Spool { env, config }
+        std::fs::create_dir_all(env.path("state")).unwrap();
+        Spool {
+            env,
+            config,
+            backend,
+        }
     }
 
     fn ingest(&self, name: &str, bytes: &[u8]) -> (i32, Value) {
@@ -64,9 +139,8 @@ impl Spool {
 
 const TEMPLATE: &str = "message;sourceaddress\nПривет, #name#;TESTSMS\n";
 
-#[test]
-fn an_archive_is_queued_once_with_its_results() {
-    let spool = Spool::new("");
+fn an_archive_is_queued_once_with_its_results(backend: Backend) {
+    let spool = Spool::new(backend, "");
     let bytes = template_zip(
         "phone;name\n79031234567;Ann\n123;Bob\n79161234567;Cid\n",
         TEMPLATE,
@@ -134,9 +208,8 @@ fn an_archive_is_queued_once_with_its_results() {
     assert!(stats.contains("queued    2"), "{stats}");
 }
 
-#[test]
-fn a_rejected_archive_queues_nothing_and_may_be_uploaded_again() {
-    let spool = Spool::new("");
+fn a_rejected_archive_queues_nothing_and_may_be_uploaded_again(backend: Backend) {
+    let spool = Spool::new(backend, "");
     // Rows are read and built before the damage at the end of the entry is found.
     let mut damaged = template_zip("phone;name\n79031234567;Ann\n79161234567;Bob\n", TEMPLATE);
     patch_u32(&mut damaged, 14, 16, |c| c ^ 1);
@@ -153,9 +226,8 @@ fn a_rejected_archive_queues_nothing_and_may_be_uploaded_again() {
     assert_eq!(spool.listed(None).len(), 2);
 }
 
-#[test]
-fn results_csv_is_in_the_account_encoding() {
-    let spool = Spool::new("encoding = \"windows-1251\"");
+fn results_csv_is_in_the_account_encoding(backend: Backend) {
+    let spool = Spool::new(backend, "encoding = \"windows-1251\"");
     let (contacts, _, _) =
         encoding_rs::WINDOWS_1251.encode("phone;name\n79031234567;Иван\nтел12;Пётр\n");
     let (template, _, _) = encoding_rs::WINDOWS_1251.encode(TEMPLATE);
@@ -173,9 +245,8 @@ fn results_csv_is_in_the_account_encoding() {
     assert!(text.contains("3;тел12;rejected;INVALID_PHONE"), "{text}");
 }
 
-#[test]
-fn queue_list_filters_by_batch() {
-    let spool = Spool::new("");
+fn queue_list_filters_by_batch(backend: Backend) {
+    let spool = Spool::new(backend, "");
     let a = template_zip("phone;name\n79031234567;A\n", TEMPLATE);
     let b = zip_bytes(&[(
         "m.csv",
@@ -194,9 +265,8 @@ fn queue_list_filters_by_batch() {
     );
 }
 
-#[test]
-fn login_mismatch_writes_no_queue_rows() {
-    let spool = Spool::new("");
+fn login_mismatch_writes_no_queue_rows(backend: Backend) {
+    let spool = Spool::new(backend, "");
     let env = &spool.env;
     let archive = env.archive(
         "other_20261123070000.zip",
@@ -219,9 +289,8 @@ fn login_mismatch_writes_no_queue_rows() {
 /// A crash after the queue commit and before the results were published leaves
 /// the batch unfinished; the next run publishes the sealed CSV and the JSON from
 /// the stored summary instead of answering DUPLICATE_BATCH, and queues nothing.
-#[test]
-fn a_run_that_died_after_its_commit_is_finished_not_repeated() {
-    let spool = Spool::new("");
+fn a_run_that_died_after_its_commit_is_finished_not_repeated(backend: Backend) {
+    let spool = Spool::new(backend, "");
     let bytes = template_zip("phone;name\n79031234567;Ann\n1;Bob\n", TEMPLATE);
     let (code, first) = spool.ingest("guest_20261123070000.zip", &bytes);
     assert_eq!(code, 0);
@@ -234,10 +303,18 @@ fn a_run_that_died_after_its_commit_is_finished_not_repeated() {
     )
     .unwrap();
     std::fs::remove_file(results.join("guest_20261123070000.json")).unwrap();
-    let db = rusqlite::Connection::open(spool.env.path("state/queue.db")).unwrap();
-    db.execute("UPDATE batches SET finished_at = NULL", [])
-        .unwrap();
-    drop(db);
+    match &spool.backend {
+        Backend::Sqlite => {
+            let db = rusqlite::Connection::open(spool.env.path("state/queue.db")).unwrap();
+            db.execute("UPDATE batches SET finished_at = NULL", [])
+                .unwrap();
+        }
+        Backend::Postgres(url) => {
+            let mut db = ::postgres::Client::connect(url, ::postgres::NoTls).unwrap();
+            db.execute("UPDATE batches SET finished_at = NULL", &[])
+                .unwrap();
+        }
+    }
 
     let (code, again) = spool.ingest("guest_20261123070000.zip", &bytes);
     assert_eq!(code, 0, "{again}");

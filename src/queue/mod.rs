@@ -13,13 +13,14 @@
 //!   unfinished batch is what a crash between the two leaves, and is completed
 //!   by the next run instead of being processed again.
 
+pub mod postgres;
 pub mod spool;
 pub mod sqlite;
 
 use std::io;
 
 use crate::config::{Config, QueueBackend};
-use crate::error::{ErrorCode, Rejection};
+use crate::error::Rejection;
 use crate::process::{RowSink, Summary};
 
 pub use sqlite::SqliteQueue;
@@ -73,10 +74,10 @@ pub trait StagedBatch {
 pub fn open(config: &Config) -> Result<Box<dyn Queue>, Rejection> {
     match config.queue.backend {
         QueueBackend::Sqlite => Ok(Box::new(SqliteQueue::open(&config.queue.path)?)),
-        QueueBackend::Postgres => Err(Rejection::new(
-            ErrorCode::InternalError,
-            "queue.backend = \"postgres\" is not available in this build yet",
-        )),
+        QueueBackend::Postgres => Ok(Box::new(postgres::PostgresQueue::open(
+            &config.queue.url,
+            config.spool.state_dir.clone(),
+        )?)),
     }
 }
 

@@ -167,4 +167,3 @@ impl TimeText {
         &self.0.as_ref().expect("just set").1
     }
 }
-

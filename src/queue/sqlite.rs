@@ -21,8 +21,8 @@ use crate::format::Format;
 use std::io::{Seek, SeekFrom};
 
 use crate::message::schedule::rfc3339;
-use crate::queue::spool::{Spool, SpoolReader};
 use crate::process::{RowSink, Summary};
+use crate::queue::spool::{Spool, SpoolReader};
 use crate::queue::{Queue, QueuedMessage, StagedBatch, Stats};
 
 /// Version of the schema below (`PRAGMA user_version`).

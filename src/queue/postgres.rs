@@ -1,0 +1,379 @@
+//! The PostgreSQL back-end of the queue (SPEC §8 scale-out): the same tables as
+//! SQLite, times as `timestamptz`, created or migrated at startup under an
+//! advisory lock (idempotent, versioned in `smsdrop_schema`). Rows are spooled
+//! while the archive is read and enter the queue with `COPY` in the commit's
+//! transaction, together with the batch record.
+//!
+//! Not yet here (issue 8): a connection pool (each poll opens a connection, as
+//! it opens the SQLite file), TLS connections, and the per-account advisory
+//! lock that several nodes on one spool need.
+
+use std::cell::RefCell;
+use std::io::{Seek, SeekFrom, Write};
+use std::path::PathBuf;
+
+use postgres::{Client, NoTls};
+
+use crate::error::{ErrorCode, Rejection};
+use crate::format::Format;
+use crate::message::schedule::rfc3339;
+use crate::process::{RowSink, Summary};
+use crate::queue::spool::{Spool, SpoolReader};
+use crate::queue::{Queue, QueuedMessage, StagedBatch, Stats};
+
+/// Version of the schema below.
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// Any key; the same on every node, so one migrates while the others wait.
+const MIGRATION_LOCK: i64 = 0x736d_7364_726f_7001;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS batches (
+    batch        text PRIMARY KEY,
+    account      text NOT NULL,
+    status       text NOT NULL,
+    format       text NOT NULL,
+    rows         bigint NOT NULL,
+    accepted     bigint NOT NULL,
+    rejected     bigint NOT NULL,
+    received_at  timestamptz NOT NULL,
+    processed_at timestamptz NOT NULL,
+    summary      text NOT NULL,
+    finished_at  timestamptz
+);
+CREATE TABLE IF NOT EXISTS messages (
+    message_id  text NOT NULL,
+    batch       text NOT NULL,       -- a batches row, inserted in the same transaction
+    account     text NOT NULL,
+    line        bigint NOT NULL,
+    phone       text NOT NULL,
+    sender      text NOT NULL,
+    text        text NOT NULL,
+    encoding    text NOT NULL,
+    segments    integer NOT NULL,
+    send_at     timestamptz NOT NULL,
+    expires_at  timestamptz NOT NULL,
+    timezone    text NOT NULL,
+    status      text NOT NULL DEFAULT 'queued',
+    PRIMARY KEY (batch, line)
+);
+CREATE INDEX IF NOT EXISTS messages_due ON messages (send_at) WHERE status = 'queued';
+";
+
+/// RFC 3339 UTC text with whole seconds, as SQLite stores it.
+const AS_TEXT: &str = r#"'YYYY-MM-DD"T"HH24:MI:SS"Z"'"#;
+
+fn internal(what: &str, e: impl std::fmt::Display) -> Rejection {
+    Rejection::new(ErrorCode::InternalError, format!("queue: {what}: {e}"))
+}
+
+pub struct PostgresQueue {
+    /// `postgres::Client` wants `&mut` even to read; the trait's readers take
+    /// `&self`, and a queue is used by one thread at a time.
+    client: RefCell<Client>,
+    /// Where staged rows are spooled (the state folder).
+    spool_dir: PathBuf,
+}
+
+impl PostgresQueue {
+    /// Connects and creates or migrates the schema.
+    pub fn open(url: &str, spool_dir: PathBuf) -> Result<PostgresQueue, Rejection> {
+        let mut client = Client::connect(url, NoTls).map_err(|e| internal("connect", e))?;
+        let mut tx = client.transaction().map_err(|e| internal("schema", e))?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .map_err(|e| internal("schema lock", e))?;
+        tx.batch_execute("CREATE TABLE IF NOT EXISTS smsdrop_schema (version integer NOT NULL)")
+            .map_err(|e| internal("schema", e))?;
+        let version: Option<i32> = tx
+            .query_opt("SELECT max(version) FROM smsdrop_schema", &[])
+            .map_err(|e| internal("schema", e))?
+            .and_then(|r| r.get(0));
+        match version {
+            Some(v) if v > SCHEMA_VERSION => {
+                return Err(internal(
+                    "schema",
+                    format!("database schema {v} is newer than this smsdrop ({SCHEMA_VERSION})"),
+                ));
+            }
+            Some(v) if v == SCHEMA_VERSION => {}
+            _ => {
+                tx.batch_execute(SCHEMA)
+                    .map_err(|e| internal("schema", e))?;
+                tx.execute("DELETE FROM smsdrop_schema", &[])
+                    .map_err(|e| internal("schema", e))?;
+                tx.execute(
+                    "INSERT INTO smsdrop_schema (version) VALUES ($1)",
+                    &[&SCHEMA_VERSION],
+                )
+                .map_err(|e| internal("schema", e))?;
+            }
+        }
+        tx.commit().map_err(|e| internal("schema", e))?;
+        Ok(PostgresQueue {
+            client: RefCell::new(client),
+            spool_dir,
+        })
+    }
+}
+
+impl Queue for PostgresQueue {
+    fn has_batch(&self, batch: &str) -> Result<bool, Rejection> {
+        self.client
+            .borrow_mut()
+            .query_opt("SELECT 1 FROM batches WHERE batch = $1", &[&batch])
+            .map(|r| r.is_some())
+            .map_err(|e| internal("batch lookup", e))
+    }
+
+    fn unfinished(&self, batch: &str) -> Result<Option<Summary>, Rejection> {
+        let row = self
+            .client
+            .borrow_mut()
+            .query_opt(
+                "SELECT summary FROM batches WHERE batch = $1 AND finished_at IS NULL",
+                &[&batch],
+            )
+            .map_err(|e| internal("batch lookup", e))?;
+        row.map(|r| {
+            let json: String = r.get(0);
+            serde_json::from_str(&json).map_err(|e| internal("stored summary", e))
+        })
+        .transpose()
+    }
+
+    fn mark_finished(&self, batch: &str, at: &str) -> Result<(), Rejection> {
+        self.client
+            .borrow_mut()
+            .execute(
+                "UPDATE batches SET finished_at = $2::text::timestamptz WHERE batch = $1",
+                &[&batch, &at],
+            )
+            .map(|_| ())
+            .map_err(|e| internal("finish", e))
+    }
+
+    fn stage<'q>(
+        &'q mut self,
+        account: &str,
+        process: &mut dyn FnMut(&mut dyn RowSink) -> Summary,
+    ) -> Result<Box<dyn StagedBatch + 'q>, Rejection> {
+        let file = tempfile::tempfile_in(&self.spool_dir)
+            .map_err(|e| internal(&format!("spool in {}", self.spool_dir.display()), e))?;
+        let mut spool = Spool::new(file);
+        let summary = process(&mut spool);
+        let (file, rows) = spool.finish().map_err(|e| internal("spool", e))?;
+        Ok(Box::new(Staged {
+            client: self.client.get_mut(),
+            spool: file,
+            rows,
+            account: account.to_owned(),
+            summary,
+        }))
+    }
+
+    fn stats(&self) -> Result<Stats, Rejection> {
+        let mut client = self.client.borrow_mut();
+        let count = |client: &mut Client, sql: &str| -> Result<i64, Rejection> {
+            client
+                .query_one(sql, &[])
+                .map(|r| r.get(0))
+                .map_err(|e| internal("stats", e))
+        };
+        let by_status = client
+            .query(
+                "SELECT status, count(*) FROM messages GROUP BY status ORDER BY status",
+                &[],
+            )
+            .map_err(|e| internal("stats", e))?
+            .into_iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1)))
+            .collect();
+        let next_send_at: Option<String> = client
+            .query_one(
+                &format!(
+                    "SELECT to_char(min(send_at) AT TIME ZONE 'UTC', {AS_TEXT}) FROM messages \
+                     WHERE status = 'queued'"
+                ),
+                &[],
+            )
+            .map_err(|e| internal("stats", e))?
+            .get(0);
+        Ok(Stats {
+            batches: count(&mut client, "SELECT count(*) FROM batches")?,
+            messages: count(&mut client, "SELECT count(*) FROM messages")?,
+            by_status,
+            next_send_at,
+        })
+    }
+
+    fn depth(&self) -> Result<i64, Rejection> {
+        self.client
+            .borrow_mut()
+            .query_one("SELECT count(*) FROM messages WHERE status = 'queued'", &[])
+            .map(|r| r.get(0))
+            .map_err(|e| internal("depth", e))
+    }
+
+    fn list(
+        &self,
+        batch: Option<&str>,
+        each: &mut dyn FnMut(&QueuedMessage) -> std::io::Result<()>,
+    ) -> Result<(), Rejection> {
+        let sql = format!(
+            "SELECT message_id, line, phone, sender, text, encoding, segments,
+                    to_char(send_at AT TIME ZONE 'UTC', {AS_TEXT}),
+                    to_char(expires_at AT TIME ZONE 'UTC', {AS_TEXT}), timezone, status
+               FROM messages WHERE $1::text IS NULL OR batch = $1 ORDER BY batch, line"
+        );
+        let mut client = self.client.borrow_mut();
+        let mut tx = client.transaction().map_err(|e| internal("list", e))?;
+        // A portal, so that a big queue is read in pages, not all at once.
+        let portal = tx
+            .bind(sql.as_str(), &[&batch])
+            .map_err(|e| internal("list", e))?;
+        loop {
+            let rows = tx
+                .query_portal(&portal, 10_000)
+                .map_err(|e| internal("list", e))?;
+            if rows.is_empty() {
+                break;
+            }
+            for r in rows {
+                let m = QueuedMessage {
+                    message_id: r.get(0),
+                    line: r.get(1),
+                    phone: r.get(2),
+                    sender: r.get(3),
+                    text: r.get(4),
+                    encoding: r.get(5),
+                    segments: r.get::<_, i32>(6) as u32,
+                    send_at: r.get(7),
+                    expires_at: r.get(8),
+                    timezone: r.get(9),
+                    status: r.get(10),
+                };
+                each(&m).map_err(|e| internal("output", e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A processed archive whose accepted rows wait in the spool file.
+struct Staged<'q> {
+    client: &'q mut Client,
+    spool: std::fs::File,
+    rows: u64,
+    account: String,
+    summary: Summary,
+}
+
+impl StagedBatch for Staged<'_> {
+    fn summary(&self) -> &Summary {
+        &self.summary
+    }
+
+    fn commit(self: Box<Self>) -> Result<Summary, Rejection> {
+        let Staged {
+            client,
+            mut spool,
+            rows,
+            account,
+            summary,
+        } = *self;
+        if summary.error.is_some() {
+            return Ok(summary);
+        }
+        let mut tx = client.transaction().map_err(|e| internal("begin", e))?;
+        spool
+            .seek(SeekFrom::Start(0))
+            .map_err(|e| internal("spool", e))?;
+        let mut input = SpoolReader::new(spool);
+        {
+            let mut copy = tx
+                .copy_in(
+                    "COPY messages (message_id, batch, account, line, phone, sender, text, \
+                     encoding, segments, send_at, expires_at, timezone) FROM STDIN (FORMAT csv)",
+                )
+                .map_err(|e| duplicate_or_internal(&summary, "copy", e))?;
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, &mut copy);
+            let mut line = String::new();
+            for _ in 0..rows {
+                let row = input.next_row().map_err(|e| internal("spool", e))?;
+                let batch = row
+                    .message_id
+                    .rsplit_once(':')
+                    .map_or(row.message_id, |(b, _)| b);
+                line.clear();
+                for (i, field) in [
+                    row.message_id,
+                    batch,
+                    &account,
+                    &row.line.to_string(),
+                    row.phone,
+                    row.sender,
+                    row.text,
+                    row.encoding,
+                    &row.segments.to_string(),
+                    row.send_at,
+                    row.expires_at,
+                    row.timezone,
+                ]
+                .iter()
+                .enumerate()
+                {
+                    if i > 0 {
+                        line.push(',');
+                    }
+                    // CSV: every field quoted, quotes doubled.
+                    line.push('"');
+                    line.push_str(&field.replace('"', "\"\""));
+                    line.push('"');
+                }
+                line.push('\n');
+                out.write_all(line.as_bytes())
+                    .map_err(|e| internal("copy", e))?;
+            }
+            out.flush().map_err(|e| internal("copy", e))?;
+            drop(out);
+            copy.finish()
+                .map_err(|e| duplicate_or_internal(&summary, "copy", e))?;
+        }
+        let summary_json = serde_json::to_string(&summary).map_err(|e| internal("json", e))?;
+        let format = summary.format.map_or("", Format::as_str);
+        let (received, processed) = (rfc3339(summary.received_at), rfc3339(summary.processed_at));
+        tx.execute(
+            "INSERT INTO batches (batch, account, status, format, rows, accepted, rejected,
+             received_at, processed_at, summary)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text::timestamptz, $9::text::timestamptz, $10)",
+            &[
+                &summary.batch,
+                &account,
+                &summary.status.as_str(),
+                &format,
+                &(summary.rows as i64),
+                &(summary.accepted as i64),
+                &(summary.rejected as i64),
+                &received,
+                &processed,
+                &summary_json,
+            ],
+        )
+        .map_err(|e| duplicate_or_internal(&summary, "batch record", e))?;
+        // Dropping `tx` on any error above rolls everything back.
+        tx.commit()
+            .map_err(|e| duplicate_or_internal(&summary, "commit", e))?;
+        Ok(summary)
+    }
+}
+
+/// A unique-key violation means another node committed the batch first.
+fn duplicate_or_internal(summary: &Summary, what: &str, e: postgres::Error) -> Rejection {
+    if e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION) {
+        return Rejection::new(
+            ErrorCode::DuplicateBatch,
+            format!("batch {} was already processed", summary.batch),
+        );
+    }
+    internal(what, e)
+}
