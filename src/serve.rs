@@ -77,8 +77,14 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let spool = prepare_folders(&config)?;
-    // Open once up front so a broken queue is a startup error.
-    crate::queue::open(&config)?;
+    // Open once up front so a broken queue is a startup error (blocking I/O:
+    // the PostgreSQL client even runs its own small runtime).
+    {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || crate::queue::open(&config).map(drop))
+            .await
+            .context("queue check")??;
+    }
     metrics::register_all();
     let live = Arc::new(Live::new(config.clone()));
     let ftp_listener = TcpListener::bind(&config.ftp.listen)
@@ -332,6 +338,10 @@ async fn poll_loop(
                     let _permit = permit;
                     let account = config.account(&login).expect("account of this snapshot");
                     let result = crate::queue::open(&config).and_then(|mut queue| {
+                        // Several nodes on one spool: one of them at a time.
+                        if !queue.lock_account(&account.login)? {
+                            return Ok(Vec::new());
+                        }
                         poller::poll_account(&config, &*zones, &mut *queue, account)
                     });
                     match result {

@@ -27,6 +27,13 @@ pub use sqlite::SqliteQueue;
 
 /// A queue back-end.
 pub trait Queue: Send {
+    /// Takes the right to process `account`'s archives until this queue is
+    /// dropped; `false` when another process (node) has it now. One node's
+    /// SQLite file needs no lock.
+    fn lock_account(&mut self, _account: &str) -> Result<bool, Rejection> {
+        Ok(true)
+    }
+
     /// Was this batch id already committed?
     fn has_batch(&self, batch: &str) -> Result<bool, Rejection>;
 

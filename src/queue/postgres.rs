@@ -4,15 +4,49 @@
 //! while the archive is read and enter the queue with `COPY` in the commit's
 //! transaction, together with the batch record.
 //!
-//! Not yet here (issue 8): a connection pool (each poll opens a connection, as
-//! it opens the SQLite file), TLS connections, and the per-account advisory
-//! lock that several nodes on one spool need.
+//! Connections come from one pool per process (r2d2). Several nodes share one
+//! database and one spool: [`Queue::lock_account`] takes a session-level
+//! advisory lock per account, so one node at a time processes an account's
+//! archives (oldest first, as on one node); a node that dies releases its locks
+//! with its connections, and the next node to poll resumes its work.
+//!
+//! Not yet here: TLS connections (the connection string's `sslmode` is not
+//! honoured: `NoTls`).
 
 use std::cell::RefCell;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::PathBuf;
 
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
 use postgres::{Client, NoTls};
+use r2d2_postgres::PostgresConnectionManager;
+
+type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+type Pooled = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
+
+/// The pools of this process, by connection string; the schema is checked
+/// once per pool.
+fn pool(url: &str) -> Result<Pool, Rejection> {
+    static POOLS: OnceLock<Mutex<HashMap<String, Pool>>> = OnceLock::new();
+    let mut pools = POOLS
+        .get_or_init(Default::default)
+        .lock()
+        .expect("pool map");
+    if let Some(pool) = pools.get(url) {
+        return Ok(pool.clone());
+    }
+    let config: postgres::Config = url.parse().map_err(|e| internal("queue.url", e))?;
+    let pool = r2d2::Pool::builder()
+        .max_size(16)
+        .connection_timeout(std::time::Duration::from_secs(10))
+        .build(PostgresConnectionManager::new(config, NoTls))
+        .map_err(|e| internal("connect", e))?;
+    migrate(&mut *pool.get().map_err(|e| internal("connect", e))?)?;
+    pools.insert(url.to_owned(), pool.clone());
+    Ok(pool)
+}
 
 use crate::error::{ErrorCode, Rejection};
 use crate::format::Format;
@@ -30,6 +64,7 @@ const MIGRATION_LOCK: i64 = 0x736d_7364_726f_7001;
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS batches (
     batch        text PRIMARY KEY,
+    seq          bigint GENERATED ALWAYS AS IDENTITY,  -- commit order
     account      text NOT NULL,
     status       text NOT NULL,
     format       text NOT NULL,
@@ -70,53 +105,97 @@ fn internal(what: &str, e: impl std::fmt::Display) -> Rejection {
 pub struct PostgresQueue {
     /// `postgres::Client` wants `&mut` even to read; the trait's readers take
     /// `&self`, and a queue is used by one thread at a time.
-    client: RefCell<Client>,
+    client: RefCell<Pooled>,
     /// Where staged rows are spooled (the state folder).
     spool_dir: PathBuf,
+    /// Account locks held by this connection.
+    locked: Vec<i64>,
 }
 
 impl PostgresQueue {
-    /// Connects and creates or migrates the schema.
+    /// A connection from the pool (created, and the schema created or
+    /// migrated, on first use).
     pub fn open(url: &str, spool_dir: PathBuf) -> Result<PostgresQueue, Rejection> {
-        let mut client = Client::connect(url, NoTls).map_err(|e| internal("connect", e))?;
-        let mut tx = client.transaction().map_err(|e| internal("schema", e))?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-            .map_err(|e| internal("schema lock", e))?;
-        tx.batch_execute("CREATE TABLE IF NOT EXISTS smsdrop_schema (version integer NOT NULL)")
-            .map_err(|e| internal("schema", e))?;
-        let version: Option<i32> = tx
-            .query_opt("SELECT max(version) FROM smsdrop_schema", &[])
-            .map_err(|e| internal("schema", e))?
-            .and_then(|r| r.get(0));
-        match version {
-            Some(v) if v > SCHEMA_VERSION => {
-                return Err(internal(
-                    "schema",
-                    format!("database schema {v} is newer than this smsdrop ({SCHEMA_VERSION})"),
-                ));
-            }
-            Some(v) if v == SCHEMA_VERSION => {}
-            _ => {
-                tx.batch_execute(SCHEMA)
-                    .map_err(|e| internal("schema", e))?;
-                tx.execute("DELETE FROM smsdrop_schema", &[])
-                    .map_err(|e| internal("schema", e))?;
-                tx.execute(
-                    "INSERT INTO smsdrop_schema (version) VALUES ($1)",
-                    &[&SCHEMA_VERSION],
-                )
-                .map_err(|e| internal("schema", e))?;
-            }
-        }
-        tx.commit().map_err(|e| internal("schema", e))?;
+        let client = pool(url)?.get().map_err(|e| internal("connect", e))?;
         Ok(PostgresQueue {
             client: RefCell::new(client),
             spool_dir,
+            locked: Vec::new(),
         })
     }
 }
 
+impl Drop for PostgresQueue {
+    fn drop(&mut self) {
+        // Session locks outlive a transaction: give them back before the
+        // connection returns to the pool.
+        let client = self.client.get_mut();
+        for key in self.locked.drain(..) {
+            let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&key]);
+        }
+    }
+}
+
+/// Creates or migrates the schema, one node at a time.
+fn migrate(client: &mut Client) -> Result<(), Rejection> {
+    let mut tx = client.transaction().map_err(|e| internal("schema", e))?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .map_err(|e| internal("schema lock", e))?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS smsdrop_schema (version integer NOT NULL)")
+        .map_err(|e| internal("schema", e))?;
+    let version: Option<i32> = tx
+        .query_one("SELECT max(version) FROM smsdrop_schema", &[])
+        .map_err(|e| internal("schema", e))?
+        .get(0);
+    match version {
+        Some(v) if v > SCHEMA_VERSION => {
+            return Err(internal(
+                "schema",
+                format!("database schema {v} is newer than this smsdrop ({SCHEMA_VERSION})"),
+            ));
+        }
+        Some(v) if v == SCHEMA_VERSION => {}
+        _ => {
+            tx.batch_execute(SCHEMA)
+                .map_err(|e| internal("schema", e))?;
+            tx.execute("DELETE FROM smsdrop_schema", &[])
+                .map_err(|e| internal("schema", e))?;
+            tx.execute(
+                "INSERT INTO smsdrop_schema (version) VALUES ($1)",
+                &[&SCHEMA_VERSION],
+            )
+            .map_err(|e| internal("schema", e))?;
+        }
+    }
+    tx.commit().map_err(|e| internal("schema", e))
+}
+
+/// The advisory-lock key of an account: FNV-1a of the login, in a namespace
+/// of its own (the top byte) so it cannot meet `MIGRATION_LOCK`.
+fn account_key(login: &str) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in login.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    ((h & 0x00ff_ffff_ffff_ffff) | 0x5100_0000_0000_0000) as i64
+}
+
 impl Queue for PostgresQueue {
+    fn lock_account(&mut self, account: &str) -> Result<bool, Rejection> {
+        let key = account_key(account);
+        let got: bool = self
+            .client
+            .get_mut()
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+            .map_err(|e| internal("account lock", e))?
+            .get(0);
+        if got {
+            self.locked.push(key);
+        }
+        Ok(got)
+    }
+
     fn has_batch(&self, batch: &str) -> Result<bool, Rejection> {
         self.client
             .borrow_mut()
