@@ -78,6 +78,10 @@ pub struct FtpConfig {
     pub listen: String,
     /// Inclusive passive data port range.
     pub passive_ports: [u16; 2],
+    /// Address announced in PASV replies: an IPv4 address or a DNS name;
+    /// empty = the address the client connected to (behind NAT or a load
+    /// balancer, set it to this node's public address).
+    pub passive_host: String,
     /// A session idle this long is closed.
     pub idle_timeout_secs: u64,
     /// Open control connections at most, all clients together; more get 421.
@@ -97,6 +101,7 @@ impl Default for FtpConfig {
         FtpConfig {
             listen: "127.0.0.1:2121".into(),
             passive_ports: [50000, 50100],
+            passive_host: String::new(),
             idle_timeout_secs: 600,
             max_sessions: 200,
             max_sessions_per_ip: 20,

@@ -167,6 +167,13 @@ impl Front {
                 .active_passive_mode(ActivePassiveMode::ActiveAndPassive)
                 .idle_session_timeout(config.ftp.idle_timeout_secs)
                 .metrics();
+        let host = config.ftp.passive_host.trim();
+        if !host.is_empty() {
+            builder = builder.passive_host(match host.parse::<std::net::Ipv4Addr>() {
+                Ok(ip) => libunftp::options::PassiveHost::Ip(ip),
+                Err(_) => libunftp::options::PassiveHost::Dns(host.to_owned()),
+            });
+        }
         if let Some(tls) = &config.ftp.tls {
             builder = builder.ftps(tls.cert.clone(), tls.key.clone());
         }

@@ -467,3 +467,47 @@ fn systemd_unit_verifies_and_is_rated_ok() {
     eprintln!("exposure {score} {rating}");
     assert!(matches!(rating, "OK" | "SAFE"), "{overall}");
 }
+
+/// `ftp.passive_host` is what PASV announces (a node behind NAT or a load
+/// balancer), and transfers work through it.
+#[test]
+fn passive_host_is_announced() {
+    if !have("curl") {
+        return;
+    }
+    let server = Server::start_opts(
+        Env::new(),
+        Options {
+            ftp_extra: "passive_host = \"127.0.0.2\"\n".into(),
+            // The PASV below holds a port for a while.
+            passive_span: 4,
+            ..Options::default()
+        },
+    );
+    let script = r#"
+import ftplib, sys
+ftp = ftplib.FTP()
+ftp.connect("127.0.0.1", int(sys.argv[1]), timeout=20)
+ftp.login("guest", "guest")
+print(ftp.sendcmd("PASV"))
+ftp.quit()
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, &server.port.to_string()])
+        .output()
+        .unwrap();
+    let reply = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        reply.starts_with("227") && reply.contains("(127,0,0,2,"),
+        "{reply}"
+    );
+    let file = server.local("guest_20261123070000.zip", &two_rows_one_bad());
+    assert_eq!(
+        curl(&["-T", file.to_str().unwrap(), &server.url("guest", "")]),
+        0
+    );
+    assert_eq!(
+        server.result("guest", "guest_20261123070000")["accepted"],
+        1
+    );
+}
