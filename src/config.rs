@@ -227,6 +227,9 @@ pub struct QueueConfig {
     pub path: PathBuf,
     /// PostgreSQL connection string.
     pub url: String,
+    /// PEM file of CA certificates to trust for the PostgreSQL server, besides
+    /// the system's (a private CA or a self-signed server certificate).
+    pub tls_ca: PathBuf,
 }
 
 impl Default for QueueConfig {
@@ -235,6 +238,7 @@ impl Default for QueueConfig {
             backend: QueueBackend::Sqlite,
             path: "var/state/queue.db".into(),
             url: String::new(),
+            tls_ca: PathBuf::new(),
         }
     }
 }
@@ -455,6 +459,13 @@ impl RawConfig {
         }
         if self.queue.backend == QueueBackend::Postgres && self.queue.url.trim().is_empty() {
             return bad("queue.url", "required when queue.backend = \"postgres\"");
+        }
+        let ca = &self.queue.tls_ca;
+        if !ca.as_os_str().is_empty() && !ca.is_file() {
+            return bad(
+                "queue.tls_ca",
+                format!("{} is not a readable file", ca.display()),
+            );
         }
         if self.http.listen.parse::<SocketAddr>().is_err() {
             return bad(
@@ -691,7 +702,15 @@ pub fn describe(config: &Config, registry_ranges: usize) -> String {
     );
     let _ = match config.queue.backend {
         QueueBackend::Sqlite => writeln!(s, "queue:    sqlite {}", config.queue.path.display()),
-        QueueBackend::Postgres => writeln!(s, "queue:    postgres"),
+        QueueBackend::Postgres => writeln!(
+            s,
+            "queue:    postgres{}",
+            if config.queue.tls_ca.as_os_str().is_empty() {
+                String::new()
+            } else {
+                format!(", TLS CAs also from {}", config.queue.tls_ca.display())
+            }
+        ),
     };
     let _ = writeln!(s, "http:     {}", config.http.listen);
     for a in &config.accounts {

@@ -83,13 +83,16 @@ struct Spool {
 
 impl Spool {
     fn new(backend: Backend, account_extra: &str) -> Spool {
+        Spool::with_queue(backend, account_extra, None)
+    }
+
+    /// `queue`: the `[queue]` section instead of the back-end's own.
+    fn with_queue(backend: Backend, account_extra: &str, queue: Option<String>) -> Spool {
         let env = Env::new();
         let root = env.dir.path().to_str().unwrap().to_owned();
+        let queue = queue.unwrap_or_else(|| backend.queue_section(&root));
         let config = env.config(
-            &format!(
-                "[spool]\ndir = \"{root}/spool\"\nstate_dir = \"{root}/state\"\n{}",
-                backend.queue_section(&root)
-            ),
+            &format!("[spool]\ndir = \"{root}/spool\"\nstate_dir = \"{root}/state\"\n{queue}"),
             account_extra,
         );
         std::fs::create_dir_all(env.path("state")).unwrap();
@@ -332,4 +335,52 @@ fn a_run_that_died_after_its_commit_is_finished_not_repeated(backend: Backend) {
     let (code, third) = spool.ingest("guest_20261123070000.zip", &bytes);
     assert_eq!(code, 1);
     assert_eq!(third["error"]["code"], "DUPLICATE_BATCH");
+}
+
+/// TLS to PostgreSQL: with `sslmode=require` the server's certificate must be
+/// trusted — by `queue.tls_ca` here (the test CA of `.ci/run`); without it the
+/// connection is refused instead of falling back to trusting anything.
+#[test]
+fn postgres_over_tls_verifies_the_server_certificate() {
+    let Some(Backend::Postgres(url)) = Backend::postgres() else {
+        return;
+    };
+    let Ok(ca) = std::env::var("SMSDROP_TEST_PG_CA") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI must run the TLS test: SMSDROP_TEST_PG_CA is not set"
+        );
+        eprintln!("SKIPPED: SMSDROP_TEST_PG_CA is not set (a CA for the test server's TLS)");
+        return;
+    };
+    let tls_url = format!("{} sslmode=require", url.replace("sslmode=disable", ""));
+    let bytes = template_zip("phone;name\n79031234567;Ann\n", TEMPLATE);
+
+    let trusted = Spool::with_queue(
+        Backend::Postgres(tls_url.clone()),
+        "",
+        Some(format!(
+            "[queue]\nbackend = \"postgres\"\nurl = \"{tls_url}\"\ntls_ca = \"{ca}\""
+        )),
+    );
+    let (code, summary) = trusted.ingest("guest_20261123070000.zip", &bytes);
+    assert_eq!(code, 0, "{summary}");
+    assert_eq!(summary["accepted"], 1);
+
+    let untrusted = Spool::with_queue(
+        Backend::Postgres(tls_url.clone()),
+        "",
+        Some(format!(
+            "[queue]\nbackend = \"postgres\"\nurl = \"{tls_url}\""
+        )),
+    );
+    let archive = untrusted.env.archive("guest_20261123070001.zip", &bytes);
+    let out = smsdrop(&[
+        "ingest",
+        archive.to_str().unwrap(),
+        "--config",
+        untrusted.config.to_str().unwrap(),
+    ]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("TLS"), "{}", out.stderr);
 }

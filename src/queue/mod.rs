@@ -83,6 +83,7 @@ pub fn open(config: &Config) -> Result<Box<dyn Queue>, Rejection> {
         QueueBackend::Sqlite => Ok(Box::new(SqliteQueue::open(&config.queue.path)?)),
         QueueBackend::Postgres => Ok(Box::new(postgres::PostgresQueue::open(
             &config.queue.url,
+            &config.queue.tls_ca,
             config.spool.state_dir.clone(),
         )?)),
     }

@@ -10,25 +10,34 @@
 //! archives (oldest first, as on one node); a node that dies releases its locks
 //! with its connections, and the next node to poll resumes its work.
 //!
-//! Not yet here: TLS connections (the connection string's `sslmode` is not
-//! honoured: `NoTls`).
+//! TLS (rustls) follows the connection string's `sslmode`; the server's
+//! certificate is verified against the system's CAs and `queue.tls_ca`.
 
 use std::cell::RefCell;
-use std::io::{Seek, SeekFrom, Write};
-use std::path::PathBuf;
-
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use postgres::{Client, NoTls};
+use postgres::Client;
 use r2d2_postgres::PostgresConnectionManager;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
-type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
-type Pooled = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
+use crate::error::{ErrorCode, Rejection};
+use crate::format::Format;
+use crate::message::schedule::rfc3339;
+use crate::process::{RowSink, Summary};
+use crate::queue::spool::{Spool, SpoolReader};
+use crate::queue::{Queue, QueuedMessage, StagedBatch, Stats};
+
+type Pool = r2d2::Pool<PostgresConnectionManager<MakeRustlsConnect>>;
+type Pooled = r2d2::PooledConnection<PostgresConnectionManager<MakeRustlsConnect>>;
 
 /// The pools of this process, by connection string; the schema is checked
 /// once per pool.
-fn pool(url: &str) -> Result<Pool, Rejection> {
+fn pool(url: &str, ca: &Path) -> Result<Pool, Rejection> {
     static POOLS: OnceLock<Mutex<HashMap<String, Pool>>> = OnceLock::new();
     let mut pools = POOLS
         .get_or_init(Default::default)
@@ -41,19 +50,36 @@ fn pool(url: &str) -> Result<Pool, Rejection> {
     let pool = r2d2::Pool::builder()
         .max_size(16)
         .connection_timeout(std::time::Duration::from_secs(10))
-        .build(PostgresConnectionManager::new(config, NoTls))
+        .build(PostgresConnectionManager::new(config, tls(ca)?))
         .map_err(|e| internal("connect", e))?;
     migrate(&mut *pool.get().map_err(|e| internal("connect", e))?)?;
     pools.insert(url.to_owned(), pool.clone());
     Ok(pool)
 }
 
-use crate::error::{ErrorCode, Rejection};
-use crate::format::Format;
-use crate::message::schedule::rfc3339;
-use crate::process::{RowSink, Summary};
-use crate::queue::spool::{Spool, SpoolReader};
-use crate::queue::{Queue, QueuedMessage, StagedBatch, Stats};
+/// rustls with the system's CAs plus those in `ca` (when set).
+fn tls(ca: &Path) -> Result<MakeRustlsConnect, Rejection> {
+    let mut roots = rustls::RootCertStore::empty();
+    // Unreadable system stores are skipped; `tls_ca` may be all there is.
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    if !ca.as_os_str().is_empty() {
+        let what = format!("queue.tls_ca {}", ca.display());
+        for cert in CertificateDer::pem_file_iter(ca).map_err(|e| internal(&what, e))? {
+            roots
+                .add(cert.map_err(|e| internal(&what, e))?)
+                .map_err(|e| internal(&what, e))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| internal("tls", e))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
+}
 
 /// Version of the schema below.
 pub const SCHEMA_VERSION: i32 = 1;
@@ -115,8 +141,8 @@ pub struct PostgresQueue {
 impl PostgresQueue {
     /// A connection from the pool (created, and the schema created or
     /// migrated, on first use).
-    pub fn open(url: &str, spool_dir: PathBuf) -> Result<PostgresQueue, Rejection> {
-        let client = pool(url)?.get().map_err(|e| internal("connect", e))?;
+    pub fn open(url: &str, ca: &Path, spool_dir: PathBuf) -> Result<PostgresQueue, Rejection> {
+        let client = pool(url, ca)?.get().map_err(|e| internal("connect", e))?;
         Ok(PostgresQueue {
             client: RefCell::new(client),
             spool_dir,
