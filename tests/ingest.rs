@@ -18,26 +18,7 @@ enum Backend {
 impl Backend {
     /// A fresh database on the test server, or `None` (skip) without one.
     fn postgres() -> Option<Backend> {
-        let Ok(url) = std::env::var("SMSDROP_TEST_PG_URL") else {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI must run the PostgreSQL tests: SMSDROP_TEST_PG_URL is not set"
-            );
-            eprintln!("SKIPPED: SMSDROP_TEST_PG_URL is not set, no PostgreSQL to test against");
-            return None;
-        };
-        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let name = format!(
-            "smsdrop_test_{}_{}",
-            std::process::id(),
-            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        );
-        let mut admin = ::postgres::Client::connect(&url, ::postgres::NoTls)
-            .unwrap_or_else(|e| panic!("{url}: {e}"));
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .unwrap();
-        Some(Backend::Postgres(format!("{url} dbname={name}")))
+        test_database().map(Backend::Postgres)
     }
 
     fn queue_section(&self, root: &str) -> String {

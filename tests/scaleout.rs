@@ -14,23 +14,6 @@ use std::time::{Duration, Instant};
 use common::server::*;
 use common::*;
 
-fn database() -> Option<String> {
-    let Ok(url) = std::env::var("SMSDROP_TEST_PG_URL") else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI must run the PostgreSQL tests: SMSDROP_TEST_PG_URL is not set"
-        );
-        eprintln!("SKIPPED: SMSDROP_TEST_PG_URL is not set, no PostgreSQL to test against");
-        return None;
-    };
-    let name = format!("smsdrop_scaleout_{}", std::process::id());
-    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .unwrap();
-    Some(format!("{url} dbname={name}"))
-}
-
 fn node(env: &Env, i: usize, url: &str, accounts: &str) -> (Child, u16) {
     let (port, http, pasv) = (free_port(), free_port(), free_port());
     let root = env.dir.path().to_str().unwrap();
@@ -71,7 +54,7 @@ fn archive(rows: usize) -> Vec<u8> {
 
 #[test]
 fn three_nodes_one_killed_every_archive_once_in_order() {
-    let Some(url) = database() else { return };
+    let Some(url) = test_database() else { return };
     let env = Env::new();
     let logins = ["guest", "acct1", "acct2", "acct3"];
     let mut accounts = String::new();

@@ -81,6 +81,20 @@ impl RowSink for Spool {
     }
 }
 
+/// Runs `process` with a [`Spool`] in an unnamed file in `dir` as its sink:
+/// the file (to be read back from the start), its row count, the summary.
+pub fn spool_rows(
+    dir: &std::path::Path,
+    process: &mut dyn FnMut(&mut dyn RowSink) -> crate::process::Summary,
+) -> Result<(std::fs::File, u64, crate::process::Summary), Rejection> {
+    let file = tempfile::tempfile_in(dir)
+        .map_err(|e| internal(&format!("spool in {}", dir.display()), e))?;
+    let mut spool = Spool::new(file);
+    let summary = process(&mut spool);
+    let (file, rows) = spool.finish().map_err(|e| internal("spool", e))?;
+    Ok((file, rows, summary))
+}
+
 /// Reads [`Spool`] rows back into reused buffers.
 pub struct SpoolReader {
     input: BufReader<std::fs::File>,

@@ -22,7 +22,7 @@ use std::io::{Seek, SeekFrom};
 
 use crate::message::schedule::rfc3339;
 use crate::process::{RowSink, Summary};
-use crate::queue::spool::{Spool, SpoolReader};
+use crate::queue::spool::{SpoolReader, spool_rows};
 use crate::queue::{Queue, QueuedMessage, StagedBatch, Stats};
 
 /// Version of the schema below (`PRAGMA user_version`).
@@ -198,14 +198,10 @@ impl Queue for SqliteQueue {
         account: &str,
         process: &mut dyn FnMut(&mut dyn RowSink) -> Summary,
     ) -> Result<Box<dyn StagedBatch + 'q>, Rejection> {
-        let file = tempfile::tempfile_in(&self.spool_dir)
-            .map_err(|e| internal(&format!("spool in {}", self.spool_dir.display()), e))?;
-        let mut spool = Spool::new(file);
-        let summary = process(&mut spool);
-        let (file, rows) = spool.finish().map_err(|e| internal("spool", e))?;
+        let (spool, rows, summary) = spool_rows(&self.spool_dir, process)?;
         Ok(Box::new(Staged {
             conn: &mut self.conn,
-            spool: file,
+            spool,
             rows,
             account: account.to_owned(),
             summary,

@@ -160,6 +160,32 @@ pub fn queue_messages(config: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// A fresh database on the test PostgreSQL (`SMSDROP_TEST_PG_URL`, which
+/// `.ci/run` sets), as a connection string; `None`, saying so, without one —
+/// except in CI, which must run these tests.
+pub fn test_database() -> Option<String> {
+    let Ok(url) = std::env::var("SMSDROP_TEST_PG_URL") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI must run the PostgreSQL tests: SMSDROP_TEST_PG_URL is not set"
+        );
+        eprintln!("SKIPPED: SMSDROP_TEST_PG_URL is not set, no PostgreSQL to test against");
+        return None;
+    };
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let name = format!(
+        "smsdrop_test_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let mut admin = ::postgres::Client::connect(&url, ::postgres::NoTls)
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .unwrap();
+    Some(format!("{url} dbname={name}"))
+}
+
 pub const NOW: &str = "2026-11-23T07:00:00Z";
 
 /// `check --format jsonl --now NOW` on `archive` with `config`.
