@@ -28,8 +28,8 @@
 //! - [`message`]: per-row phone, sender, substitution, schedule, segments.
 //! - [`zone`]: subscriber time zones for `localtime=1`.
 //! - [`process`]: one archive end to end, rows to a [`process::RowSink`].
-//! - [`queue`]: the queue interface and its SQLite back-end, one transaction per
-//!   archive.
+//! - [`queue`]: the queue interface, the row spool, and the SQLite and
+//!   PostgreSQL back-ends, one transaction per archive.
 //! - [`results`]: results JSON and CSV for the customer, written atomically.
 //! - [`ingest`]: one archive into the queue and results (used by the poller and
 //!   `smsdrop ingest`).
