@@ -378,9 +378,7 @@ async fn joined<T>(task: tokio::task::JoinHandle<std::io::Result<T>>) -> std::io
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
 ) -> std::io::Result<T> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    joined(tokio::task::spawn_blocking(work)).await
 }
 
 /// An upload in progress: counted, and its part file removed unless it

@@ -251,23 +251,9 @@ fn archives_waiting_at_startup_are_processed_in_order() {
     }
     let server = Server::start_in(env);
     server.result("guest", "guest_20261123090000");
-    let out = smsdrop(&[
-        "queue",
-        "list",
-        "--format",
-        "jsonl",
-        "--config",
-        server.config.to_str().unwrap(),
-    ]);
-    let texts: Vec<String> = out
-        .stdout
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<Value>(l).unwrap()["text"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
+    let texts: Vec<String> = queue_messages(&server.config)
+        .iter()
+        .map(|m| m["text"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(texts, ["first", "second"]);
 }

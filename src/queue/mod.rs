@@ -25,6 +25,14 @@ use crate::process::{RowSink, Summary};
 
 pub use sqlite::SqliteQueue;
 
+/// An `INTERNAL_ERROR` naming the queue operation that failed.
+pub(crate) fn internal(what: &str, e: impl std::fmt::Display) -> Rejection {
+    Rejection::new(
+        crate::error::ErrorCode::InternalError,
+        format!("queue: {what}: {e}"),
+    )
+}
+
 /// A queue back-end.
 pub trait Queue: Send {
     /// Takes the right to process `account`'s archives until this queue is

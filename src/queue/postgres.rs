@@ -30,7 +30,7 @@ use crate::format::Format;
 use crate::message::schedule::rfc3339;
 use crate::process::{RowSink, Summary};
 use crate::queue::spool::{SpoolReader, spool_rows};
-use crate::queue::{Queue, QueuedMessage, StagedBatch, Stats};
+use crate::queue::{Queue, QueuedMessage, StagedBatch, Stats, internal};
 
 type Pool = r2d2::Pool<PostgresConnectionManager<MakeRustlsConnect>>;
 type Pooled = r2d2::PooledConnection<PostgresConnectionManager<MakeRustlsConnect>>;
@@ -123,10 +123,6 @@ CREATE INDEX IF NOT EXISTS messages_due ON messages (send_at) WHERE status = 'qu
 
 /// RFC 3339 UTC text with whole seconds, as SQLite stores it.
 const AS_TEXT: &str = r#"'YYYY-MM-DD"T"HH24:MI:SS"Z"'"#;
-
-fn internal(what: &str, e: impl std::fmt::Display) -> Rejection {
-    Rejection::new(ErrorCode::InternalError, format!("queue: {what}: {e}"))
-}
 
 pub struct PostgresQueue {
     /// `postgres::Client` wants `&mut` even to read; the trait's readers take
@@ -428,7 +424,12 @@ impl StagedBatch for Staged<'_> {
                     }
                     // CSV: every field quoted, quotes doubled.
                     line.push('"');
-                    line.push_str(&field.replace('"', "\"\""));
+                    for (i, part) in field.split('"').enumerate() {
+                        if i > 0 {
+                            line.push_str("\"\"");
+                        }
+                        line.push_str(part);
+                    }
                     line.push('"');
                 }
                 line.push('\n');

@@ -10,13 +10,7 @@ use crate::error::Rejection;
 use crate::message::schedule::rfc3339;
 use crate::message::{Message, RowOutcome};
 use crate::process::RowSink;
-
-fn internal(what: &str, e: impl std::fmt::Display) -> Rejection {
-    Rejection::new(
-        crate::error::ErrorCode::InternalError,
-        format!("queue: {what}: {e}"),
-    )
-}
+use crate::queue::internal;
 
 /// The staged rows of one archive: per accepted row, its ten varying values
 /// as length-prefixed text or 8-byte integers, in the order of `INSERT_MESSAGE`.

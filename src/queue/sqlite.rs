@@ -23,7 +23,7 @@ use std::io::{Seek, SeekFrom};
 use crate::message::schedule::rfc3339;
 use crate::process::{RowSink, Summary};
 use crate::queue::spool::{SpoolReader, spool_rows};
-use crate::queue::{Queue, QueuedMessage, StagedBatch, Stats};
+use crate::queue::{Queue, QueuedMessage, StagedBatch, Stats, internal};
 
 /// Version of the schema below (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = 2;
@@ -79,10 +79,6 @@ DROP TABLE messages_v1;
 const INSERT_MESSAGE: &str = "INSERT INTO messages (message_id, batch, account, line, phone,
     sender, text, encoding, segments, send_at, expires_at, timezone)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
-
-fn internal(what: &str, e: impl std::fmt::Display) -> Rejection {
-    Rejection::new(ErrorCode::InternalError, format!("queue: {what}: {e}"))
-}
 
 pub struct SqliteQueue {
     conn: Connection,

@@ -25,12 +25,17 @@ pub fn stored() -> SimpleFileOptions {
 
 /// A zip holding `entries` (name, bytes), deflated.
 pub fn zip_bytes(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    zip_bytes_with(entries, deflated())
+}
+
+/// A zip holding `entries` (name, bytes) written with `options`.
+pub fn zip_bytes_with(entries: &[(&str, &[u8])], options: SimpleFileOptions) -> Vec<u8> {
     let mut w = ZipWriter::new(Cursor::new(Vec::new()));
     for (name, data) in entries {
         if name.ends_with('/') {
-            w.add_directory(*name, deflated()).unwrap();
+            w.add_directory(*name, options).unwrap();
         } else {
-            w.start_file(*name, deflated()).unwrap();
+            w.start_file(*name, options).unwrap();
             w.write_all(data).unwrap();
         }
     }
