@@ -230,6 +230,8 @@ pub struct QueueConfig {
     /// PEM file of CA certificates to trust for the PostgreSQL server, besides
     /// the system's (a private CA or a self-signed server certificate).
     pub tls_ca: PathBuf,
+    /// When an archive's rows start entering the SQLite queue.
+    pub pipeline: crate::queue::Pipeline,
 }
 
 impl Default for QueueConfig {
@@ -239,6 +241,7 @@ impl Default for QueueConfig {
             path: "var/state/queue.db".into(),
             url: String::new(),
             tls_ca: PathBuf::new(),
+            pipeline: Default::default(),
         }
     }
 }
@@ -795,6 +798,7 @@ mod tests {
             "backend",
             "path",
             "url",
+            "pipeline",
             "login",
             "password_hash",
             "senders",

@@ -10,7 +10,8 @@ use serde_json::Value;
 
 #[derive(Clone)]
 enum Backend {
-    Sqlite,
+    /// With `[queue] pipeline` set to this.
+    Sqlite(&'static str),
     /// A connection string to a database of the test's own.
     Postgres(String),
 }
@@ -23,7 +24,9 @@ impl Backend {
 
     fn queue_section(&self, root: &str) -> String {
         match self {
-            Backend::Sqlite => format!("[queue]\npath = \"{root}/state/queue.db\""),
+            Backend::Sqlite(pipeline) => {
+                format!("[queue]\npath = \"{root}/state/queue.db\"\npipeline = \"{pipeline}\"")
+            }
             Backend::Postgres(url) => {
                 format!("[queue]\nbackend = \"postgres\"\nurl = \"{url}\"")
             }
@@ -31,11 +34,19 @@ impl Backend {
     }
 }
 
-/// Runs each listed test body once per back-end.
+/// Runs each listed test body once per back-end, SQLite with the rows
+/// inserted while the archive is read (`always`), after (`never`), or as
+/// the reading speed decides (`auto`).
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
-            $( #[test] fn $name() { super::$name(super::Backend::Sqlite) } )*
+            $( #[test] fn $name() { super::$name(super::Backend::Sqlite("auto")) } )*
+        }
+        mod sqlite_pipelined {
+            $( #[test] fn $name() { super::$name(super::Backend::Sqlite("always")) } )*
+        }
+        mod sqlite_spooled {
+            $( #[test] fn $name() { super::$name(super::Backend::Sqlite("never")) } )*
         }
         mod postgres {
             $( #[test] fn $name() {
@@ -194,8 +205,13 @@ fn an_archive_is_queued_once_with_its_results(backend: Backend) {
 
 fn a_rejected_archive_queues_nothing_and_may_be_uploaded_again(backend: Backend) {
     let spool = Spool::new(backend, "");
-    // Rows are read and built before the damage at the end of the entry is found.
-    let mut damaged = template_zip("phone;name\n79031234567;Ann\n79161234567;Bob\n", TEMPLATE);
+    // Rows are read and built — and, pipelined, inserted — before the damage
+    // at the end of the entry is found: enough of them to be handed over.
+    let mut contacts = String::from("phone;name\n");
+    for i in 0..20_000 {
+        contacts.push_str(&format!("7903{:07};Ann\n", i));
+    }
+    let mut damaged = template_zip(&contacts, TEMPLATE);
     patch_u32(&mut damaged, 14, 16, |c| c ^ 1);
     let (code, summary) = spool.ingest("guest_20261123070000.zip", &damaged);
     assert_eq!(code, 1);
@@ -288,7 +304,7 @@ fn a_run_that_died_after_its_commit_is_finished_not_repeated(backend: Backend) {
     .unwrap();
     std::fs::remove_file(results.join("guest_20261123070000.json")).unwrap();
     match &spool.backend {
-        Backend::Sqlite => {
+        Backend::Sqlite(_) => {
             let db = rusqlite::Connection::open(spool.env.path("state/queue.db")).unwrap();
             db.execute("UPDATE batches SET finished_at = NULL", [])
                 .unwrap();

@@ -23,7 +23,7 @@ use crate::config::{Config, QueueBackend};
 use crate::error::Rejection;
 use crate::process::{RowSink, Summary};
 
-pub use sqlite::SqliteQueue;
+pub use sqlite::{Pipeline, SqliteQueue};
 
 /// An `INTERNAL_ERROR` naming the queue operation that failed.
 pub(crate) fn internal(what: &str, e: impl std::fmt::Display) -> Rejection {
@@ -88,7 +88,9 @@ pub trait StagedBatch {
 /// Opens the configured back-end for writing.
 pub fn open(config: &Config) -> Result<Box<dyn Queue>, Rejection> {
     match config.queue.backend {
-        QueueBackend::Sqlite => Ok(Box::new(SqliteQueue::open(&config.queue.path)?)),
+        QueueBackend::Sqlite => Ok(Box::new(
+            SqliteQueue::open(&config.queue.path)?.with_pipeline(config.queue.pipeline),
+        )),
         QueueBackend::Postgres => Ok(Box::new(postgres::PostgresQueue::open(
             &config.queue.url,
             &config.queue.tls_ca,

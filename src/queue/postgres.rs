@@ -15,7 +15,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::io::{Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -29,7 +29,7 @@ use crate::error::{ErrorCode, Rejection};
 use crate::format::Format;
 use crate::message::schedule::rfc3339;
 use crate::process::{RowSink, Summary};
-use crate::queue::spool::{SpoolReader, spool_rows};
+use crate::queue::spool::{Tail, spool_pipelined};
 use crate::queue::{Queue, QueuedMessage, StagedBatch, Stats, internal};
 
 type Pool = r2d2::Pool<PostgresConnectionManager<MakeRustlsConnect>>;
@@ -253,16 +253,27 @@ impl Queue for PostgresQueue {
             .map_err(|e| internal("finish", e))
     }
 
+    /// The rows are spooled while the archive is read and copied into the
+    /// open transaction from another thread as they are spooled: PostgreSQL
+    /// has no single-writer lock to keep free, so the copy starts at once.
     fn stage<'q>(
         &'q mut self,
         account: &str,
         process: &mut dyn FnMut(&mut dyn RowSink) -> Summary,
     ) -> Result<Box<dyn StagedBatch + 'q>, Rejection> {
-        let (spool, rows, summary) = spool_rows(&self.spool_dir, process)?;
+        let client: &'q mut Client = self.client.get_mut();
+        let (summary, copied) = spool_pipelined(&self.spool_dir, process, move |tail| {
+            let mut tx = client.transaction()?;
+            copy_rows(&mut tx, tail, account)?;
+            Ok::<_, CopyFailed>((!tail.void()).then_some(tx))
+        })?;
+        let tx = match copied {
+            Ok(tx) => tx,
+            Err(CopyFailed::Db(e)) => return Err(duplicate_or_internal(&summary, "copy", e)),
+            Err(CopyFailed::Io(e)) => return Err(internal("copy", e)),
+        };
         Ok(Box::new(Staged {
-            client: self.client.get_mut(),
-            spool,
-            rows,
+            tx,
             account: account.to_owned(),
             summary,
         }))
@@ -356,11 +367,10 @@ impl Queue for PostgresQueue {
     }
 }
 
-/// A processed archive whose accepted rows wait in the spool file.
+/// A processed archive whose messages wait in an open transaction (none when
+/// the archive was rejected as a whole).
 struct Staged<'q> {
-    client: &'q mut Client,
-    spool: std::fs::File,
-    rows: u64,
+    tx: Option<postgres::Transaction<'q>>,
     account: String,
     summary: Summary,
 }
@@ -372,75 +382,14 @@ impl StagedBatch for Staged<'_> {
 
     fn commit(self: Box<Self>) -> Result<Summary, Rejection> {
         let Staged {
-            client,
-            mut spool,
-            rows,
+            tx,
             account,
             summary,
         } = *self;
-        if summary.error.is_some() {
+        let Some(mut tx) = tx.filter(|_| summary.error.is_none()) else {
+            // Rejected as a whole: nothing is queued (dropping `tx` rolls back).
             return Ok(summary);
-        }
-        let mut tx = client.transaction().map_err(|e| internal("begin", e))?;
-        spool
-            .seek(SeekFrom::Start(0))
-            .map_err(|e| internal("spool", e))?;
-        let mut input = SpoolReader::new(spool);
-        {
-            let mut copy = tx
-                .copy_in(
-                    "COPY messages (message_id, batch, account, line, phone, sender, text, \
-                     encoding, segments, send_at, expires_at, timezone) FROM STDIN (FORMAT csv)",
-                )
-                .map_err(|e| duplicate_or_internal(&summary, "copy", e))?;
-            let mut out = std::io::BufWriter::with_capacity(1 << 20, &mut copy);
-            let mut line = String::new();
-            for _ in 0..rows {
-                let row = input.next_row().map_err(|e| internal("spool", e))?;
-                let batch = row
-                    .message_id
-                    .rsplit_once(':')
-                    .map_or(row.message_id, |(b, _)| b);
-                line.clear();
-                for (i, field) in [
-                    row.message_id,
-                    batch,
-                    &account,
-                    &row.line.to_string(),
-                    row.phone,
-                    row.sender,
-                    row.text,
-                    row.encoding,
-                    &row.segments.to_string(),
-                    row.send_at,
-                    row.expires_at,
-                    row.timezone,
-                ]
-                .iter()
-                .enumerate()
-                {
-                    if i > 0 {
-                        line.push(',');
-                    }
-                    // CSV: every field quoted, quotes doubled.
-                    line.push('"');
-                    for (i, part) in field.split('"').enumerate() {
-                        if i > 0 {
-                            line.push_str("\"\"");
-                        }
-                        line.push_str(part);
-                    }
-                    line.push('"');
-                }
-                line.push('\n');
-                out.write_all(line.as_bytes())
-                    .map_err(|e| internal("copy", e))?;
-            }
-            out.flush().map_err(|e| internal("copy", e))?;
-            drop(out);
-            copy.finish()
-                .map_err(|e| duplicate_or_internal(&summary, "copy", e))?;
-        }
+        };
         let summary_json = serde_json::to_string(&summary).map_err(|e| internal("json", e))?;
         let format = summary.format.map_or("", Format::as_str);
         let (received, processed) = (rfc3339(summary.received_at), rfc3339(summary.processed_at));
@@ -467,6 +416,77 @@ impl StagedBatch for Staged<'_> {
             .map_err(|e| duplicate_or_internal(&summary, "commit", e))?;
         Ok(summary)
     }
+}
+
+/// What stopped the copy: the database, or reading the spool / writing the copy.
+enum CopyFailed {
+    Db(postgres::Error),
+    Io(std::io::Error),
+}
+
+impl From<postgres::Error> for CopyFailed {
+    fn from(e: postgres::Error) -> Self {
+        CopyFailed::Db(e)
+    }
+}
+
+impl From<std::io::Error> for CopyFailed {
+    fn from(e: std::io::Error) -> Self {
+        CopyFailed::Io(e)
+    }
+}
+
+/// Copies the rows of `tail` into `messages` as they come (CSV, every field
+/// quoted, quotes doubled).
+fn copy_rows(
+    tx: &mut postgres::Transaction<'_>,
+    tail: &mut Tail,
+    account: &str,
+) -> Result<(), CopyFailed> {
+    let mut copy = tx.copy_in(
+        "COPY messages (message_id, batch, account, line, phone, sender, text, \
+         encoding, segments, send_at, expires_at, timezone) FROM STDIN (FORMAT csv)",
+    )?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, &mut copy);
+    fn quoted(out: &mut impl Write, field: &[u8]) -> std::io::Result<()> {
+        out.write_all(b"\"")?;
+        for (i, part) in field.split(|&b| b == b'"').enumerate() {
+            if i > 0 {
+                out.write_all(b"\"\"")?;
+            }
+            out.write_all(part)?;
+        }
+        out.write_all(b"\"")
+    }
+    while let Some(row) = tail.next_row()? {
+        for (i, field) in [
+            row.message_id,
+            row.batch(),
+            account.as_bytes(),
+            row.line.to_string().as_bytes(),
+            row.phone,
+            row.sender,
+            row.text,
+            row.encoding,
+            row.segments.to_string().as_bytes(),
+            row.send_at,
+            row.expires_at,
+            row.timezone,
+        ]
+        .iter()
+        .enumerate()
+        {
+            if i > 0 {
+                out.write_all(b",")?;
+            }
+            quoted(&mut out, field)?;
+        }
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    drop(out);
+    copy.finish()?;
+    Ok(())
 }
 
 /// A unique-key violation means another node committed the batch first.

@@ -2,7 +2,10 @@
 //! archive is read and inserted by a back-end at commit (see
 //! [`crate::queue::Queue::stage`]): sequential writes, no lock, memory flat.
 
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 
 use chrono::{DateTime, Utc};
 
@@ -12,12 +15,18 @@ use crate::message::{Message, RowOutcome};
 use crate::process::RowSink;
 use crate::queue::internal;
 
+/// Rows are handed to the file (and to a [`Tail`]) in chunks of this size.
+const CHUNK: usize = 256 << 10;
+
 /// The staged rows of one archive: per accepted row, its ten varying values
 /// as length-prefixed text or 8-byte integers, in the order of `INSERT_MESSAGE`.
 pub struct Spool {
-    out: BufWriter<std::fs::File>,
+    file: std::fs::File,
+    buf: Vec<u8>,
     rows: u64,
     failed: Option<std::io::Error>,
+    /// Where a reader on another thread learns of flushed rows.
+    shared: Option<Arc<Shared>>,
     // Most rows of an archive share their times: format each instant once.
     send_at: TimeText,
     expires_at: TimeText,
@@ -26,50 +35,72 @@ pub struct Spool {
 impl Spool {
     pub fn new(file: std::fs::File) -> Spool {
         Spool {
-            out: BufWriter::with_capacity(1 << 20, file),
+            file,
+            buf: Vec::with_capacity(CHUNK + 4096),
             rows: 0,
             failed: None,
+            shared: None,
             send_at: TimeText::default(),
             expires_at: TimeText::default(),
         }
     }
 
-    fn put(&mut self, m: &Message) -> std::io::Result<()> {
-        fn text(out: &mut impl Write, s: &str) -> std::io::Result<()> {
-            out.write_all(&(s.len() as u32).to_le_bytes())?;
-            out.write_all(s.as_bytes())
+    fn put(&mut self, m: &Message) {
+        fn text(out: &mut Vec<u8>, s: &str) {
+            out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+            out.extend_from_slice(s.as_bytes());
         }
-        let out = &mut self.out;
-        text(out, &m.message_id)?;
-        out.write_all(&(m.line as i64).to_le_bytes())?;
-        text(out, m.phone.digits())?;
-        text(out, m.sender.as_str())?;
-        text(out, &m.text)?;
-        text(out, m.encoding.as_str())?;
-        out.write_all(&i64::from(m.segments).to_le_bytes())?;
-        text(out, self.send_at.text(m.send_at))?;
-        text(out, self.expires_at.text(m.expires_at))?;
-        text(out, m.timezone.name())
+        let out = &mut self.buf;
+        text(out, &m.message_id);
+        out.extend_from_slice(&(m.line as i64).to_le_bytes());
+        text(out, m.phone.digits());
+        text(out, m.sender.as_str());
+        text(out, &m.text);
+        text(out, m.encoding.as_str());
+        out.extend_from_slice(&i64::from(m.segments).to_le_bytes());
+        text(out, self.send_at.text(m.send_at));
+        text(out, self.expires_at.text(m.expires_at));
+        text(out, m.timezone.name());
     }
 
-    pub fn finish(self) -> std::io::Result<(std::fs::File, u64)> {
-        if let Some(e) = self.failed {
+    /// Writes the buffered rows and tells the tail they are there.
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.write_all(&self.buf)?;
+        if let Some(shared) = &self.shared {
+            shared
+                .bytes
+                .fetch_add(self.buf.len() as u64, Ordering::Release);
+            shared.update(|p| p.rows = self.rows);
+        }
+        self.buf.clear();
+        Ok(())
+    }
+
+    pub fn finish(mut self) -> std::io::Result<(std::fs::File, u64)> {
+        if let Some(e) = self.failed.take() {
             return Err(e);
         }
-        let file = self.out.into_inner().map_err(|e| e.into_error())?;
-        Ok((file, self.rows))
+        self.flush()?;
+        Ok((self.file, self.rows))
     }
 }
 
 impl RowSink for Spool {
     fn row(&mut self, outcome: &RowOutcome) -> Result<(), Rejection> {
         if let RowOutcome::Accepted(m) = outcome {
-            if let Err(e) = self.put(m) {
-                let rejection = internal("spool", &e);
-                self.failed = Some(e);
-                return Err(rejection);
-            }
+            self.put(m);
             self.rows += 1;
+            if self.buf.len() >= CHUNK {
+                if let Err(e) = self.flush() {
+                    let rejection = internal("spool", &e);
+                    self.failed = Some(e);
+                    return Err(rejection);
+                }
+                // The reader of the tail failed: stop reading the archive.
+                if self.shared.as_ref().is_some_and(|s| s.progress().stopped) {
+                    return Err(internal("spool", "the queue stopped taking rows"));
+                }
+            }
         }
         Ok(())
     }
@@ -81,49 +112,241 @@ pub fn spool_rows(
     dir: &std::path::Path,
     process: &mut dyn FnMut(&mut dyn RowSink) -> crate::process::Summary,
 ) -> Result<(std::fs::File, u64, crate::process::Summary), Rejection> {
-    let file = tempfile::tempfile_in(dir)
-        .map_err(|e| internal(&format!("spool in {}", dir.display()), e))?;
-    let mut spool = Spool::new(file);
+    let mut spool = Spool::new(spool_file(dir)?);
     let summary = process(&mut spool);
     let (file, rows) = spool.finish().map_err(|e| internal("spool", e))?;
     Ok((file, rows, summary))
 }
 
+fn spool_file(dir: &std::path::Path) -> Result<std::fs::File, Rejection> {
+    tempfile::tempfile_in(dir).map_err(|e| internal(&format!("spool in {}", dir.display()), e))
+}
+
+/// What the writer of a spool has told its tail so far.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// Rows flushed to the file.
+    pub rows: u64,
+    /// Since the archive began to be read.
+    pub elapsed: std::time::Duration,
+    /// The archive is read and every row flushed.
+    pub done: bool,
+    /// The archive was rejected as a whole (or could not be spooled): its rows
+    /// are void, the tail's reader should stop and undo.
+    pub void: bool,
+    /// The tail's reader gave up; the writer stops reading the archive.
+    pub stopped: bool,
+}
+
+impl Progress {
+    /// Rows flushed per second so far.
+    pub fn rate(&self) -> f64 {
+        self.rows as f64 / self.elapsed.as_secs_f64().max(1e-3)
+    }
+}
+
+/// Shared by a spool's writer and its tail.
+pub struct Shared {
+    started: std::time::Instant,
+    /// Bytes flushed: the tail reads the file no further.
+    bytes: AtomicU64,
+    state: Mutex<Progress>,
+    changed: Condvar,
+}
+
+impl Shared {
+    fn progress(&self) -> Progress {
+        let mut p = *self.state.lock().unwrap_or_else(|e| e.into_inner());
+        p.elapsed = self.started.elapsed();
+        p
+    }
+
+    fn update(&self, change: impl FnOnce(&mut Progress)) {
+        change(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()));
+        self.changed.notify_all();
+    }
+}
+
+/// The reading end of a spool that is still being written: rows as they are
+/// flushed, from another thread.
+pub struct Tail {
+    shared: Arc<Shared>,
+    reader: SpoolReader<TailFile>,
+    read: u64,
+    /// Rows known to be flushed (asked again only when all are read).
+    available: u64,
+}
+
+impl Tail {
+    /// Blocks until `ready` holds for the writer's progress (checked at every
+    /// flush) or the writer is done; returns the progress then.
+    pub fn wait_until(&self, ready: impl Fn(&Progress) -> bool) -> Progress {
+        let mut state = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            let mut p = *state;
+            p.elapsed = self.shared.started.elapsed();
+            if p.done || p.void || ready(&p) {
+                return p;
+            }
+            state = self
+                .shared
+                .changed
+                .wait(state)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// The next row, waiting for the writer when needed; `None` once every row
+    /// is read, or at once when the rows turned void.
+    pub fn next_row(&mut self) -> std::io::Result<Option<SpooledRow<'_>>> {
+        if self.read == self.available {
+            let read = self.read;
+            let p = self.wait_until(|p| p.rows > read);
+            if p.void || p.rows == read {
+                return Ok(None);
+            }
+            self.available = p.rows;
+        }
+        self.read += 1;
+        self.reader.next_row().map(Some)
+    }
+
+    /// Rows read so far.
+    pub fn rows(&self) -> u64 {
+        self.read
+    }
+
+    /// Whether the rows turned void (the archive was rejected as a whole).
+    pub fn void(&self) -> bool {
+        self.shared.progress().void
+    }
+}
+
+/// The spool file read from its own offset, never past the flushed bytes.
+struct TailFile {
+    file: std::fs::File,
+    offset: u64,
+    shared: Arc<Shared>,
+}
+
+impl Read for TailFile {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let flushed = self.shared.bytes.load(Ordering::Acquire);
+        let n = buf.len().min((flushed - self.offset) as usize);
+        let n = self.file.read_at(&mut buf[..n], self.offset)?;
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
+/// Runs `process` on this thread with a [`Spool`] as its sink while `consume`
+/// reads the spooled rows on another as they are flushed (a [`Tail`]), so the
+/// archive is read and its rows stored at the same time with memory flat: the
+/// file is the buffer between the two. Returns the summary and what `consume`
+/// returned; `consume` sees the rows turn void when the archive is rejected as
+/// a whole, and the archive stops being read when `consume` returns early.
+pub fn spool_pipelined<T: Send>(
+    dir: &std::path::Path,
+    process: &mut dyn FnMut(&mut dyn RowSink) -> crate::process::Summary,
+    consume: impl FnOnce(&mut Tail) -> T + Send,
+) -> Result<(crate::process::Summary, T), Rejection> {
+    let file = spool_file(dir)?;
+    let read_end = file.try_clone().map_err(|e| internal("spool", e))?;
+    let shared = Arc::new(Shared {
+        started: std::time::Instant::now(),
+        bytes: AtomicU64::new(0),
+        state: Mutex::new(Progress {
+            rows: 0,
+            elapsed: Default::default(),
+            done: false,
+            void: false,
+            stopped: false,
+        }),
+        changed: Condvar::new(),
+    });
+    let mut tail = Tail {
+        shared: shared.clone(),
+        reader: SpoolReader::new(TailFile {
+            file: read_end,
+            offset: 0,
+            shared: shared.clone(),
+        }),
+        read: 0,
+        available: 0,
+    };
+    let mut spool = Spool::new(file);
+    spool.shared = Some(shared.clone());
+    std::thread::scope(|scope| {
+        let consumer = std::thread::Builder::new()
+            .name("smsdrop-queue".into())
+            .spawn_scoped(scope, || {
+                let out = consume(&mut tail);
+                tail.shared.update(|p| p.stopped = true);
+                out
+            })
+            .map_err(|e| internal("queue thread", e))?;
+        let summary = process(&mut spool);
+        let finished = spool.finish();
+        let void = summary.error.is_some() || finished.is_err();
+        shared.update(|p| {
+            p.done = true;
+            p.void = void;
+        });
+        let out = consumer
+            .join()
+            .map_err(|_| internal("queue thread", "panicked"))?;
+        finished.map_err(|e| internal("spool", e))?;
+        Ok((summary, out))
+    })
+}
+
 /// Reads [`Spool`] rows back into reused buffers.
-pub struct SpoolReader {
-    input: BufReader<std::fs::File>,
+pub struct SpoolReader<R: Read = std::fs::File> {
+    input: BufReader<R>,
     /// The text values of the current row, back to back; `ends` delimit them.
-    text: String,
+    /// Left as bytes: they were `str` when spooled, and the back-ends pass
+    /// them on as UTF-8 without looking inside.
+    text: Vec<u8>,
     ends: [usize; 8],
     ints: [i64; 2],
 }
 
-/// One spooled row, borrowing the reader's buffers.
+/// One spooled row, borrowing the reader's buffers; text values as UTF-8.
 pub struct SpooledRow<'a> {
-    pub message_id: &'a str,
+    pub message_id: &'a [u8],
     pub line: i64,
-    pub phone: &'a str,
-    pub sender: &'a str,
-    pub text: &'a str,
-    pub encoding: &'a str,
+    pub phone: &'a [u8],
+    pub sender: &'a [u8],
+    pub text: &'a [u8],
+    pub encoding: &'a [u8],
     pub segments: i64,
-    pub send_at: &'a str,
-    pub expires_at: &'a str,
-    pub timezone: &'a str,
+    pub send_at: &'a [u8],
+    pub expires_at: &'a [u8],
+    pub timezone: &'a [u8],
 }
 
-impl SpoolReader {
-    pub fn new(file: std::fs::File) -> SpoolReader {
+impl SpooledRow<'_> {
+    /// The batch id: the message id without its `:<line>`.
+    pub fn batch(&self) -> &[u8] {
+        let id = self.message_id;
+        id.iter()
+            .rposition(|&b| b == b':')
+            .map_or(id, |at| &id[..at])
+    }
+}
+
+impl<R: Read> SpoolReader<R> {
+    pub fn new(file: R) -> SpoolReader<R> {
         SpoolReader {
             input: BufReader::with_capacity(1 << 20, file),
-            text: String::new(),
+            text: Vec::new(),
             ends: [0; 8],
             ints: [0; 2],
         }
     }
 
     pub fn next_row(&mut self) -> std::io::Result<SpooledRow<'_>> {
-        let mut bytes = std::mem::take(&mut self.text).into_bytes();
+        let bytes = &mut self.text;
         bytes.clear();
         // message_id, [line], phone, sender, text, encoding, [segments], send_at,
         // expires_at, timezone
@@ -144,8 +367,6 @@ impl SpoolReader {
             self.ends[field] = bytes.len();
             field += 1;
         }
-        self.text = String::from_utf8(bytes)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
         let t = &self.text;
         let e = &self.ends;
         Ok(SpooledRow {

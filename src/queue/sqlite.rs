@@ -18,11 +18,10 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use crate::error::{ErrorCode, Rejection};
 use crate::format::Format;
-use std::io::{Seek, SeekFrom};
 
 use crate::message::schedule::rfc3339;
 use crate::process::{RowSink, Summary};
-use crate::queue::spool::{SpoolReader, spool_rows};
+use crate::queue::spool::{Progress, Tail, spool_pipelined};
 use crate::queue::{Queue, QueuedMessage, StagedBatch, Stats, internal};
 
 /// Version of the schema below (`PRAGMA user_version`).
@@ -82,6 +81,7 @@ const INSERT_MESSAGE: &str = "INSERT INTO messages (message_id, batch, account, 
 
 pub struct SqliteQueue {
     conn: Connection,
+    pipeline: Pipeline,
     /// Where staged rows are spooled: the database's own folder, on disk (not
     /// a tmpfs /tmp, which would be memory).
     spool_dir: std::path::PathBuf,
@@ -109,6 +109,12 @@ impl SqliteQueue {
             .map_err(|e| internal("WAL", e))?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(|e| internal("synchronous", e))?;
+        // The bundled SQLite enforces foreign keys by default. A batch's
+        // messages and its record are written in one transaction by this code
+        // alone, and checking the reference per message cost a lookup per row
+        // (and a scan of the batch's rows when its record came last).
+        conn.pragma_update(None, "foreign_keys", false)
+            .map_err(|e| internal("foreign_keys", e))?;
         // Another archive may hold the write lock for as long as it takes to read
         // (seconds per million rows): wait for it rather than fail the archive.
         conn.busy_timeout(std::time::Duration::from_secs(300))
@@ -148,8 +154,15 @@ impl SqliteQueue {
         }
         Ok(SqliteQueue {
             conn,
+            pipeline: Pipeline::Auto,
             spool_dir: spool_dir(path),
         })
+    }
+
+    /// When staged rows start entering the database.
+    pub fn with_pipeline(mut self, pipeline: Pipeline) -> SqliteQueue {
+        self.pipeline = pipeline;
+        self
     }
 
     /// Opens an existing queue read-only (for `check` and `queue` commands);
@@ -162,6 +175,7 @@ impl SqliteQueue {
             .map_err(|e| internal("open", e))?;
         Ok(Some(SqliteQueue {
             conn,
+            pipeline: Pipeline::Auto,
             spool_dir: spool_dir(path),
         }))
     }
@@ -181,24 +195,34 @@ impl Queue for SqliteQueue {
     }
 
     /// Runs `process` with a sink that spools accepted rows to an unnamed file
-    /// next to the database — sequential writes, no lock, no B-tree. The rows
-    /// enter `messages`, with the batch record, in one transaction in
-    /// [`StagedBatch::commit`] (only when the summary has no archive-level
-    /// error), so the caller can make its own files durable in between.
+    /// next to the database, while another thread inserts them from there into
+    /// an open transaction, which [`StagedBatch::commit`] commits with the batch
+    /// record (only when the summary has no archive-level error), so the
+    /// caller can make its own files durable in between.
     ///
-    /// SQLite has one writer: this way the write lock is held while the rows
-    /// are inserted, not while the archive is read, so one account's huge
-    /// archive does not hold the others' commits back for its whole reading.
+    /// SQLite has one writer, and the write lock is held from the first insert
+    /// to the commit. The inserts start while the archive is still being read
+    /// only when reading outpaces inserting (see [`Pipeline`]): then the lock
+    /// is held about as long as inserting takes anyway, and reading costs no
+    /// extra time. An archive that reads slower (a slow disk, a busy machine,
+    /// numbers needing the full parser) is spooled whole first, so it does not
+    /// hold the other accounts' commits back while it is being read.
     fn stage<'q>(
         &'q mut self,
         account: &str,
         process: &mut dyn FnMut(&mut dyn RowSink) -> Summary,
     ) -> Result<Box<dyn StagedBatch + 'q>, Rejection> {
-        let (spool, rows, summary) = spool_rows(&self.spool_dir, process)?;
+        let pipeline = self.pipeline;
+        let conn = &mut self.conn;
+        // The connection goes to the inserting thread and comes back with the
+        // transaction open (or not).
+        let (summary, (conn, inserted)) = spool_pipelined(&self.spool_dir, process, move |tail| {
+            let inserted = insert_while_read(conn, tail, pipeline, account);
+            (conn, inserted)
+        })?;
+        let open = inserted.map_err(|e| duplicate_or_internal(&summary, "messages", e))?;
         Ok(Box::new(Staged {
-            conn: &mut self.conn,
-            spool,
-            rows,
+            tx: OpenTx { conn, open },
             account: account.to_owned(),
             summary,
         }))
@@ -307,11 +331,31 @@ impl Queue for SqliteQueue {
     }
 }
 
-/// A processed archive whose accepted rows wait in the spool file.
-struct Staged<'q> {
+/// A transaction begun with `BEGIN IMMEDIATE` by the inserting thread (which
+/// cannot hand a `rusqlite::Transaction` back); rolled back unless committed.
+struct OpenTx<'q> {
     conn: &'q mut Connection,
-    spool: std::fs::File,
-    rows: u64,
+    open: bool,
+}
+
+impl OpenTx<'_> {
+    fn end(&mut self, how: &str) -> rusqlite::Result<()> {
+        if std::mem::take(&mut self.open) {
+            self.conn.execute_batch(how)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for OpenTx<'_> {
+    fn drop(&mut self) {
+        let _ = self.end("ROLLBACK");
+    }
+}
+
+/// A processed archive whose accepted rows wait in an open transaction.
+struct Staged<'q> {
+    tx: OpenTx<'q>,
     account: String,
     summary: Summary,
 }
@@ -323,83 +367,143 @@ impl StagedBatch for Staged<'_> {
 
     fn commit(self: Box<Self>) -> Result<Summary, Rejection> {
         let Staged {
-            conn,
-            spool,
-            rows,
+            mut tx,
             account,
             summary,
         } = *self;
-        if summary.error.is_some() {
-            // Rejected as a whole: nothing is queued.
+        if summary.error.is_some() || !tx.open {
+            // Rejected as a whole: nothing is queued (dropping `tx` rolls back).
             return Ok(summary);
         }
-        // IMMEDIATE: take the write lock now (waiting for another archive's
-        // commit) rather than fail halfway on a lock upgrade.
-        let tx = rusqlite::Transaction::new(conn, rusqlite::TransactionBehavior::Immediate)
-            .map_err(|e| internal("begin", e))?;
-        // Messages go in before their batch record: check the reference at commit.
-        tx.pragma_update(None, "defer_foreign_keys", true)
-            .map_err(|e| internal("defer_foreign_keys", e))?;
-        insert_spooled(&tx, spool, rows, &account)
-            .map_err(|e| duplicate_or_internal(&summary, "messages", e))?;
         let summary_json = serde_json::to_string(&summary).map_err(|e| internal("json", e))?;
         let format = summary.format.map_or("", Format::as_str);
-        tx.execute(
-            "INSERT INTO batches (batch, account, status, format, rows, accepted, rejected,
-             received_at, processed_at, summary) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            params![
-                summary.batch,
-                account,
-                summary.status.as_str(),
-                format,
-                summary.rows as i64,
-                summary.accepted as i64,
-                summary.rejected as i64,
-                rfc3339(summary.received_at),
-                rfc3339(summary.processed_at),
-                summary_json,
-            ],
-        )
-        .map_err(|e| duplicate_or_internal(&summary, "batch record", e))?;
+        tx.conn
+            .execute(
+                "INSERT INTO batches (batch, account, status, format, rows, accepted, rejected,
+                 received_at, processed_at, summary)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    summary.batch,
+                    account,
+                    summary.status.as_str(),
+                    format,
+                    summary.rows as i64,
+                    summary.accepted as i64,
+                    summary.rejected as i64,
+                    rfc3339(summary.received_at),
+                    rfc3339(summary.processed_at),
+                    summary_json,
+                ],
+            )
+            .map_err(|e| duplicate_or_internal(&summary, "batch record", e))?;
         // Dropping `tx` on any error above rolls everything back.
-        tx.commit().map_err(|e| internal("commit", e))?;
+        tx.end("COMMIT").map_err(|e| internal("commit", e))?;
         Ok(summary)
     }
 }
 
-/// Reads the spool back and inserts every row.
-fn insert_spooled(
-    tx: &rusqlite::Transaction<'_>,
-    mut spool: std::fs::File,
-    rows: u64,
+/// Begins a transaction when `pipeline` says so and inserts the rows of `tail`
+/// as they come; whether the transaction is left open (it is not when the
+/// rows turned void).
+fn insert_while_read(
+    conn: &mut Connection,
+    tail: &mut Tail,
+    pipeline: Pipeline,
     account: &str,
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<bool> {
+    let p = tail.wait_until(|p| pipeline.start_now(p));
+    if p.void {
+        return Ok(false);
+    }
+    let started = std::time::Instant::now();
+    // IMMEDIATE: take the write lock now (waiting for another archive's
+    // commit) rather than fail halfway on a lock upgrade.
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    if let Err(e) = insert_rows(conn, tail, account) {
+        let _ = conn.execute_batch("ROLLBACK");
+        return Err(e);
+    }
+    if tail.void() {
+        conn.execute_batch("ROLLBACK")?;
+        return Ok(false);
+    }
+    learn_insert_rate(tail.rows(), started.elapsed());
+    Ok(true)
+}
+
+/// Inserts the rows of `tail` as they come.
+fn insert_rows(conn: &Connection, tail: &mut Tail, account: &str) -> rusqlite::Result<()> {
+    use rusqlite::types::{ToSqlOutput, ValueRef};
     let io = |e: std::io::Error| rusqlite::Error::ToSqlConversionFailure(Box::new(e));
-    spool.seek(SeekFrom::Start(0)).map_err(io)?;
-    let mut input = SpoolReader::new(spool);
-    let mut insert = tx.prepare_cached(INSERT_MESSAGE)?;
-    for _ in 0..rows {
-        let row = input.next_row().map_err(io)?;
-        let batch = row
-            .message_id
-            .rsplit_once(':')
-            .map_or(row.message_id, |(b, _)| b);
-        insert.execute(params![
-            row.message_id,
-            batch,
-            account,
-            row.line,
-            row.phone,
-            row.sender,
-            row.text,
-            row.encoding,
-            row.segments,
-            row.send_at,
-            row.expires_at,
-            row.timezone,
-        ])?;
+    fn text(bytes: &[u8]) -> ToSqlOutput<'_> {
+        ToSqlOutput::Borrowed(ValueRef::Text(bytes))
+    }
+    let mut insert = conn.prepare_cached(INSERT_MESSAGE)?;
+    // Bindings stay between executions: the account is bound once.
+    insert.raw_bind_parameter(3, account)?;
+    while let Some(row) = tail.next_row().map_err(io)? {
+        insert.raw_bind_parameter(1, text(row.message_id))?;
+        insert.raw_bind_parameter(2, text(row.batch()))?;
+        insert.raw_bind_parameter(4, row.line)?;
+        insert.raw_bind_parameter(5, text(row.phone))?;
+        insert.raw_bind_parameter(6, text(row.sender))?;
+        insert.raw_bind_parameter(7, text(row.text))?;
+        insert.raw_bind_parameter(8, text(row.encoding))?;
+        insert.raw_bind_parameter(9, row.segments)?;
+        insert.raw_bind_parameter(10, text(row.send_at))?;
+        insert.raw_bind_parameter(11, text(row.expires_at))?;
+        insert.raw_bind_parameter(12, text(row.timezone))?;
+        insert.raw_execute()?;
     }
     Ok(())
+}
+
+/// When an archive's rows start entering the database (`[queue] pipeline`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pipeline {
+    /// While the archive is read, once reading proves faster than inserting.
+    #[default]
+    Auto,
+    /// At once (holds the write lock for the whole reading).
+    Always,
+    /// After the whole archive is read and spooled.
+    Never,
+}
+
+/// Rows read before the reading speed is judged.
+const JUDGE_AFTER_ROWS: u64 = 20_000;
+
+/// Rows per second this process inserts, learnt from its commits (f64 bits);
+/// until the first, a rate well below a release build's on a small machine.
+static INSERT_RATE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+const FIRST_INSERT_RATE: f64 = 300_000.0;
+
+fn insert_rate() -> f64 {
+    match INSERT_RATE.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => FIRST_INSERT_RATE,
+        bits => f64::from_bits(bits),
+    }
+}
+
+/// Only big archives teach the rate: a few rows cost mostly the statement's
+/// setup. Waiting for the reader counts as inserting time, which errs towards
+/// spooling first.
+fn learn_insert_rate(rows: u64, took: std::time::Duration) {
+    if rows >= JUDGE_AFTER_ROWS {
+        let rate = rows as f64 / took.as_secs_f64().max(1e-3);
+        INSERT_RATE.store(rate.to_bits(), std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Pipeline {
+    fn start_now(self, p: &Progress) -> bool {
+        match self {
+            Pipeline::Always => true,
+            Pipeline::Never => false,
+            Pipeline::Auto => p.rows >= JUDGE_AFTER_ROWS && p.rate() >= insert_rate(),
+        }
+    }
 }
 
 /// A unique-key violation means another process committed the batch first.
@@ -418,6 +522,163 @@ fn duplicate_or_internal(summary: &Summary, what: &str, e: rusqlite::Error) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::message::segments::SmsEncoding;
+    use crate::message::{Message, RowOutcome, phone::Msisdn, sender::Sender};
+    use crate::process::Status;
+
+    const BATCH: &str = "g_20261123070000";
+
+    fn message(line: u64) -> RowOutcome {
+        RowOutcome::Accepted(Message {
+            message_id: format!("{BATCH}:{line}"),
+            line,
+            phone: Msisdn::parse("79031234567").unwrap(),
+            sender: Sender::parse("TESTSMS").unwrap(),
+            text: "hi".into(),
+            encoding: SmsEncoding::Gsm7,
+            segments: 1,
+            send_at: chrono::Utc::now(),
+            expires_at: chrono::Utc::now(),
+            timezone: chrono_tz::Europe::Moscow,
+        })
+    }
+
+    fn emit(sink: &mut dyn RowSink, rows: u64) {
+        for line in 2..rows + 2 {
+            sink.row(&message(line)).unwrap();
+        }
+    }
+
+    fn summary(rows: u64, error: Option<Rejection>) -> Summary {
+        Summary {
+            batch: BATCH.into(),
+            status: Status::Accepted,
+            format: Some(Format::Plain),
+            rows,
+            accepted: rows,
+            rejected: 0,
+            error,
+            received_at: chrono::Utc::now(),
+            processed_at: chrono::Utc::now(),
+        }
+    }
+
+    fn count(queue: &SqliteQueue) -> i64 {
+        queue
+            .conn
+            .query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    /// Whether another connection can write right now (no waiting).
+    fn can_write(path: &Path) -> bool {
+        let other = Connection::open(path).unwrap();
+        other.busy_timeout(std::time::Duration::ZERO).unwrap();
+        let free = other.execute_batch("BEGIN IMMEDIATE").is_ok();
+        let _ = other.execute_batch("ROLLBACK");
+        free
+    }
+
+    /// Pipelined, the write lock is held (and rows go in) while the archive is
+    /// still read; spooled — and in `auto` until reading has proved fast on
+    /// enough rows — others can write meanwhile. Every way, the batch ends up
+    /// queued whole.
+    #[test]
+    fn the_write_lock_is_held_while_reading_only_when_pipelined() {
+        for (pipeline, held) in [
+            (Pipeline::Always, true),
+            (Pipeline::Never, false),
+            (Pipeline::Auto, false),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("queue.db");
+            let mut queue = SqliteQueue::open(&path).unwrap().with_pipeline(pipeline);
+            let mut locked = None;
+            let staged = queue
+                .stage("g", &mut |sink| {
+                    emit(sink, 5_000);
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                    locked = Some(!can_write(&path));
+                    sink.row(&message(9_999_999)).unwrap();
+                    summary(5_001, None)
+                })
+                .unwrap();
+            staged.commit().unwrap();
+            assert_eq!(locked, Some(held), "{pipeline:?}");
+            assert_eq!(count(&queue), 5_001, "{pipeline:?}");
+            assert!(can_write(&path), "{pipeline:?}: the transaction is over");
+        }
+    }
+
+    /// Rows inserted while reading are rolled back when the archive turns out
+    /// bad at its end, and the connection is free for the next archive.
+    #[test]
+    fn a_late_archive_error_undoes_the_inserted_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("queue.db");
+        let mut queue = SqliteQueue::open(&path)
+            .unwrap()
+            .with_pipeline(Pipeline::Always);
+        let mut inserting = false;
+        let staged = queue
+            .stage("g", &mut |sink| {
+                emit(sink, 20_000);
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                inserting = !can_write(&path);
+                summary(0, Some(Rejection::new(ErrorCode::NotAZip, "CRC")))
+            })
+            .unwrap();
+        assert!(staged.summary().error.is_some());
+        staged.commit().unwrap();
+        assert!(inserting, "rows were going in before the error");
+        assert_eq!(count(&queue), 0);
+        assert!(!queue.has_batch(BATCH).unwrap());
+        queue
+            .stage("g", &mut |sink| {
+                emit(sink, 3);
+                summary(3, None)
+            })
+            .unwrap()
+            .commit()
+            .unwrap();
+        assert_eq!(count(&queue), 3);
+    }
+
+    /// A batch committed by someone else while this one was read: the first
+    /// inserted row collides, reading stops, `DUPLICATE_BATCH`, nothing added.
+    #[test]
+    fn a_batch_committed_meanwhile_is_a_duplicate() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("queue.db");
+        let mut first = SqliteQueue::open(&path).unwrap();
+        first
+            .stage("g", &mut |sink| {
+                emit(sink, 10);
+                summary(10, None)
+            })
+            .unwrap()
+            .commit()
+            .unwrap();
+        let mut second = SqliteQueue::open(&path)
+            .unwrap()
+            .with_pipeline(Pipeline::Always);
+        let mut rows_taken = 0;
+        let result = second.stage("g", &mut |sink| {
+            for line in 2..200_000 {
+                if sink.row(&message(line)).is_err() {
+                    break;
+                }
+                rows_taken += 1;
+            }
+            summary(rows_taken, None)
+        });
+        let Err(e) = result else {
+            panic!("staged a duplicate");
+        };
+        assert_eq!(e.code, ErrorCode::DuplicateBatch);
+        assert!(rows_taken < 199_998, "reading stopped early");
+        assert_eq!(count(&first), 10);
+    }
 
     /// A version 1 database (message_id as the primary key) is migrated in
     /// place, its rows kept, and opening it again changes nothing.
