@@ -68,7 +68,7 @@ pub trait Queue: Send {
     /// the queue answers for `/healthz`).
     fn depth(&self) -> Result<i64, Rejection>;
 
-    /// Calls `each` for every message (of one batch), in batch and line order.
+    /// Calls `each` for every message (of one batch), in commit and line order.
     fn list(
         &self,
         batch: Option<&str>,

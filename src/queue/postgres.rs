@@ -328,10 +328,11 @@ impl Queue for PostgresQueue {
         each: &mut dyn FnMut(&QueuedMessage) -> std::io::Result<()>,
     ) -> Result<(), Rejection> {
         let sql = format!(
-            "SELECT message_id, line, phone, sender, text, encoding, segments,
-                    to_char(send_at AT TIME ZONE 'UTC', {AS_TEXT}),
-                    to_char(expires_at AT TIME ZONE 'UTC', {AS_TEXT}), timezone, status
-               FROM messages WHERE $1::text IS NULL OR batch = $1 ORDER BY batch, line"
+            "SELECT m.message_id, m.line, m.phone, m.sender, m.text, m.encoding, m.segments,
+                    to_char(m.send_at AT TIME ZONE 'UTC', {AS_TEXT}),
+                    to_char(m.expires_at AT TIME ZONE 'UTC', {AS_TEXT}), m.timezone, m.status
+               FROM messages m JOIN batches b ON b.batch = m.batch
+              WHERE $1::text IS NULL OR m.batch = $1 ORDER BY b.seq, m.line"
         );
         let mut client = self.client.borrow_mut();
         let mut tx = client.transaction().map_err(|e| internal("list", e))?;
