@@ -15,7 +15,7 @@ use encoding_rs::Encoding;
 
 use crate::error::{ErrorCode, Rejection};
 use crate::message::RowOutcome;
-use crate::message::schedule::rfc3339;
+use crate::message::schedule::TimeText;
 use crate::process::{RowSink, Summary};
 
 const CSV_HEADER: &str =
@@ -65,6 +65,9 @@ pub struct ResultsCsv {
     encoding: &'static Encoding,
     part: PathBuf,
     line: String,
+    // Most rows of an archive share their times: format each instant once.
+    send_at: TimeText,
+    expires_at: TimeText,
 }
 
 impl ResultsCsv {
@@ -77,6 +80,8 @@ impl ResultsCsv {
             encoding,
             part,
             line: String::new(),
+            send_at: TimeText::default(),
+            expires_at: TimeText::default(),
         };
         csv.line.push_str(CSV_HEADER);
         csv.write_line()?;
@@ -91,13 +96,23 @@ impl ResultsCsv {
         result.map_err(|e| internal(&self.part, e))
     }
 
-    fn field(&mut self, value: &str) {
+    /// Appends `;` (but before the first field) and the value, quoted when
+    /// it needs to be.
+    fn field(line: &mut String, value: &str) {
+        if !line.is_empty() {
+            line.push(';');
+        }
         if value.contains([';', '"', '\r', '\n']) {
-            self.line.push('"');
-            self.line.push_str(&value.replace('"', "\"\""));
-            self.line.push('"');
+            line.push('"');
+            for (i, part) in value.split('"').enumerate() {
+                if i > 0 {
+                    line.push_str("\"\"");
+                }
+                line.push_str(part);
+            }
+            line.push('"');
         } else {
-            self.line.push_str(value);
+            line.push_str(value);
         }
     }
 
@@ -121,38 +136,34 @@ impl ResultsCsv {
 }
 
 impl RowSink for ResultsCsv {
+    /// `line;phone;status;code;error;message_id;send_at;expires_at;timezone;segments`,
+    /// built in one reused buffer (numbers are written as they are).
     fn row(&mut self, outcome: &RowOutcome) -> Result<(), Rejection> {
-        let fields: [String; 10] = match outcome {
-            RowOutcome::Accepted(m) => [
-                m.line.to_string(),
-                m.phone.digits().to_owned(),
-                "accepted".into(),
-                String::new(),
-                String::new(),
-                m.message_id.clone(),
-                rfc3339(m.send_at),
-                rfc3339(m.expires_at),
-                m.timezone.name().to_owned(),
-                m.segments.to_string(),
-            ],
-            RowOutcome::Rejected { line, phone, error } => [
-                line.to_string(),
-                phone.clone(),
-                "rejected".into(),
-                error.code.as_str().into(),
-                error.message.clone(),
-                String::new(),
-                String::new(),
-                String::new(),
-                String::new(),
-                String::new(),
-            ],
-        };
-        for (i, f) in fields.iter().enumerate() {
-            if i > 0 {
-                self.line.push(';');
+        use std::fmt::Write as _;
+        let line = &mut self.line;
+        match outcome {
+            RowOutcome::Accepted(m) => {
+                let _ = write!(line, "{}", m.line);
+                Self::field(line, m.phone.digits());
+                line.push_str(";accepted;;");
+                Self::field(line, &m.message_id);
+                Self::field(line, self.send_at.text(m.send_at));
+                Self::field(line, self.expires_at.text(m.expires_at));
+                Self::field(line, m.timezone.name());
+                let _ = write!(line, ";{}", m.segments);
             }
-            self.field(f);
+            RowOutcome::Rejected {
+                line: n,
+                phone,
+                error,
+            } => {
+                let _ = write!(line, "{n}");
+                Self::field(line, phone);
+                line.push_str(";rejected");
+                Self::field(line, error.code.as_str());
+                Self::field(line, &error.message);
+                line.push_str(";;;;;");
+            }
         }
         self.write_line()
     }

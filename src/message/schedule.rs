@@ -92,6 +92,19 @@ pub fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
+/// The last instant formatted as RFC 3339 text, kept for the next row.
+#[derive(Default)]
+pub struct TimeText(Option<(DateTime<Utc>, String)>);
+
+impl TimeText {
+    pub fn text(&mut self, t: DateTime<Utc>) -> &str {
+        if self.0.as_ref().is_none_or(|(at, _)| *at != t) {
+            self.0 = Some((t, rfc3339(t)));
+        }
+        &self.0.as_ref().expect("just set").1
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

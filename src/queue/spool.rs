@@ -7,10 +7,8 @@ use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
-use chrono::{DateTime, Utc};
-
 use crate::error::Rejection;
-use crate::message::schedule::rfc3339;
+use crate::message::schedule::TimeText;
 use crate::message::{Message, RowOutcome};
 use crate::process::RowSink;
 use crate::queue::internal;
@@ -287,6 +285,7 @@ pub fn spool_pipelined<T: Send>(
             .map_err(|e| internal("queue thread", e))?;
         let summary = process(&mut spool);
         let finished = spool.finish();
+        let read_secs = shared.started.elapsed().as_secs_f64();
         let void = summary.error.is_some() || finished.is_err();
         shared.update(|p| {
             p.done = true;
@@ -295,6 +294,12 @@ pub fn spool_pipelined<T: Send>(
         let out = consumer
             .join()
             .map_err(|_| internal("queue thread", "panicked"))?;
+        tracing::debug!(
+            read_secs,
+            stored_secs = shared.started.elapsed().as_secs_f64(),
+            rows = shared.progress().rows,
+            "rows staged"
+        );
         finished.map_err(|e| internal("spool", e))?;
         Ok((summary, out))
     })
@@ -381,18 +386,5 @@ impl<R: Read> SpoolReader<R> {
             expires_at: &t[e[5]..e[6]],
             timezone: &t[e[6]..e[7]],
         })
-    }
-}
-
-/// The last instant formatted as RFC 3339 text, kept for the next row.
-#[derive(Default)]
-struct TimeText(Option<(DateTime<Utc>, String)>);
-
-impl TimeText {
-    fn text(&mut self, t: DateTime<Utc>) -> &str {
-        if self.0.as_ref().is_none_or(|(at, _)| *at != t) {
-            self.0 = Some((t, rfc3339(t)));
-        }
-        &self.0.as_ref().expect("just set").1
     }
 }
