@@ -295,6 +295,54 @@ fn tls_server(require: bool, account_extra: &str) -> Server {
     Server::start_with(env, &tls, account_extra)
 }
 
+/// AUTH TLS on a busy server: many sessions at once switch their control
+/// channels to TLS (600 handshakes). libunftp used to reply 234 and only then, in
+/// random order with reading the socket, switch to TLS, so a client's
+/// ClientHello was now and then read as a command (`wrong version number`);
+/// the vendored copy switches first (vendor/libunftp/SMSDROP-CHANGES.md).
+#[test]
+fn auth_tls_holds_on_a_busy_server() {
+    if !have("openssl") || !have("python3") {
+        return;
+    }
+    let server = tls_server(true, "");
+    let script = format!(
+        r#"
+import ftplib, ssl, threading
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+failures = []
+def run():
+    for _ in range(60):
+        try:
+            ftp = ftplib.FTP_TLS(context=ctx, timeout=20)
+            ftp.connect("127.0.0.1", {port})
+            ftp.auth()
+            ftp.voidcmd("NOOP")
+            ftp.quit()
+        except Exception as e:
+            failures.append(repr(e))
+threads = [threading.Thread(target=run) for _ in range(10)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(len(failures), failures[:3])
+assert not failures
+"#,
+        port = server.port
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn explicit_tls_with_curl_lftp_and_ftplib() {
     if !have("openssl") || !have("curl") || !have("lftp") || !have("python3") {
