@@ -87,7 +87,7 @@ impl Spool {
             &format!("[spool]\ndir = \"{root}/spool\"\nstate_dir = \"{root}/state\"\n{queue}"),
             account_extra,
         );
-        std::fs::create_dir_all(env.path("state")).unwrap();
+        // No state folder yet: smsdrop creates what it needs.
         Spool {
             env,
             config,

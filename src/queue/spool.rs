@@ -116,8 +116,12 @@ pub fn spool_rows(
     Ok((file, rows, summary))
 }
 
+/// An unnamed file in `dir` (created when missing: the state folder of a
+/// PostgreSQL node need not exist before its first archive).
 fn spool_file(dir: &std::path::Path) -> Result<std::fs::File, Rejection> {
-    tempfile::tempfile_in(dir).map_err(|e| internal(&format!("spool in {}", dir.display()), e))
+    std::fs::create_dir_all(dir)
+        .and_then(|()| tempfile::tempfile_in(dir))
+        .map_err(|e| internal(&format!("spool in {}", dir.display()), e))
 }
 
 /// What the writer of a spool has told its tail so far.
