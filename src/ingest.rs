@@ -127,5 +127,9 @@ pub fn ingest(
 pub fn finish(queue: &dyn Queue, dir: &Path, summary: &Summary) -> Result<(), Rejection> {
     publish_csv(dir, &summary.batch)?;
     write_summary(dir, summary)?;
-    queue.mark_finished(&summary.batch, &rfc3339(Utc::now()))
+    queue.mark_finished(&summary.batch, &rfc3339(Utc::now()))?;
+    // The results are out: now the queue may tidy up (the customer does not
+    // wait for it).
+    queue.tidy();
+    Ok(())
 }

@@ -61,6 +61,11 @@ pub trait Queue: Send {
         process: &mut dyn FnMut(&mut dyn RowSink) -> Summary,
     ) -> Result<Box<dyn StagedBatch + 'q>, Rejection>;
 
+    /// Work that can wait until an archive's results are published (SQLite:
+    /// the WAL checkpoint, which copies a big batch's pages a second time).
+    /// Failures are logged, not returned: nothing depends on it.
+    fn tidy(&self) {}
+
     /// Counts of batches and of messages by status.
     fn stats(&self) -> Result<Stats, Rejection>;
 
