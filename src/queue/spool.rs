@@ -287,6 +287,9 @@ pub fn spool_pipelined<T: Send>(
                 out
             })
             .map_err(|e| internal("queue thread", e))?;
+        // Should `process` panic, the rows turn void on the way out, so that
+        // the consumer ends and the scope can unwind instead of waiting on it.
+        let ending = EndOnDrop(&shared);
         let summary = process(&mut spool);
         let finished = spool.finish();
         let read_secs = shared.started.elapsed().as_secs_f64();
@@ -295,6 +298,7 @@ pub fn spool_pipelined<T: Send>(
             p.done = true;
             p.void = void;
         });
+        std::mem::forget(ending);
         let out = consumer
             .join()
             .map_err(|_| internal("queue thread", "panicked"))?;
@@ -307,6 +311,18 @@ pub fn spool_pipelined<T: Send>(
         finished.map_err(|e| internal("spool", e))?;
         Ok((summary, out))
     })
+}
+
+/// Ends a spool as void when dropped (forgotten once it ended normally).
+struct EndOnDrop<'a>(&'a Shared);
+
+impl Drop for EndOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.update(|p| {
+            p.done = true;
+            p.void = true;
+        });
+    }
 }
 
 /// Reads [`Spool`] rows back into reused buffers.

@@ -735,6 +735,26 @@ mod tests {
         assert_eq!(count(&queue), 20_000);
     }
 
+    /// A panic while the archive is read (a bug) unwinds instead of leaving
+    /// the inserting thread waiting for rows, and nothing is queued.
+    #[test]
+    fn a_panic_while_reading_does_not_hang() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("queue.db");
+        let mut queue = SqliteQueue::open(&path)
+            .unwrap()
+            .with_pipeline(Pipeline::Always);
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = queue.stage("g", &mut |sink| {
+                emit(sink, 20_000);
+                panic!("a bug while reading");
+            });
+        }));
+        assert!(unwound.is_err());
+        assert_eq!(count(&queue), 0);
+        assert!(can_write(&path), "no transaction left open");
+    }
+
     /// Rows inserted while reading are rolled back when the archive turns out
     /// bad at its end, and the connection is free for the next archive.
     #[test]
