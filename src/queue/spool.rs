@@ -1,6 +1,7 @@
 //! The staged rows of an archive, spooled to an unnamed file while the
-//! archive is read and inserted by a back-end at commit (see
-//! [`crate::queue::Queue::stage`]): sequential writes, no lock, memory flat.
+//! archive is read, and read back from it by a back-end's thread as the file
+//! grows ([`spool_pipelined`], [`Tail`]; see [`crate::queue::Queue::stage`]):
+//! sequential writes, no lock, memory flat whatever the archive's size.
 
 use std::io::{BufReader, Read, Write};
 use std::os::unix::fs::FileExt;
@@ -18,7 +19,7 @@ const CHUNK: usize = 256 << 10;
 
 /// The staged rows of one archive: per accepted row, its ten varying values
 /// as length-prefixed text or 8-byte integers, in the order of `INSERT_MESSAGE`.
-pub struct Spool {
+struct Spool {
     file: std::fs::File,
     buf: Vec<u8>,
     rows: u64,
@@ -31,7 +32,7 @@ pub struct Spool {
 }
 
 impl Spool {
-    pub fn new(file: std::fs::File) -> Spool {
+    fn new(file: std::fs::File) -> Spool {
         Spool {
             file,
             buf: Vec::with_capacity(CHUNK + 4096),
@@ -74,12 +75,11 @@ impl Spool {
         Ok(())
     }
 
-    pub fn finish(mut self) -> std::io::Result<(std::fs::File, u64)> {
+    fn finish(mut self) -> std::io::Result<()> {
         if let Some(e) = self.failed.take() {
             return Err(e);
         }
-        self.flush()?;
-        Ok((self.file, self.rows))
+        self.flush()
     }
 }
 
@@ -102,18 +102,6 @@ impl RowSink for Spool {
         }
         Ok(())
     }
-}
-
-/// Runs `process` with a [`Spool`] in an unnamed file in `dir` as its sink:
-/// the file (to be read back from the start), its row count, the summary.
-pub fn spool_rows(
-    dir: &std::path::Path,
-    process: &mut dyn FnMut(&mut dyn RowSink) -> crate::process::Summary,
-) -> Result<(std::fs::File, u64, crate::process::Summary), Rejection> {
-    let mut spool = Spool::new(spool_file(dir)?);
-    let summary = process(&mut spool);
-    let (file, rows) = spool.finish().map_err(|e| internal("spool", e))?;
-    Ok((file, rows, summary))
 }
 
 /// An unnamed file in `dir` (created when missing: the state folder of a
@@ -148,7 +136,7 @@ impl Progress {
 }
 
 /// Shared by a spool's writer and its tail.
-pub struct Shared {
+struct Shared {
     started: std::time::Instant,
     /// Bytes flushed: the tail reads the file no further.
     bytes: AtomicU64,
@@ -326,7 +314,7 @@ impl Drop for EndOnDrop<'_> {
 }
 
 /// Reads [`Spool`] rows back into reused buffers.
-pub struct SpoolReader<R: Read = std::fs::File> {
+struct SpoolReader<R: Read> {
     input: BufReader<R>,
     /// The text values of the current row, back to back; `ends` delimit them.
     /// Left as bytes: they were `str` when spooled, and the back-ends pass
@@ -361,7 +349,7 @@ impl SpooledRow<'_> {
 }
 
 impl<R: Read> SpoolReader<R> {
-    pub fn new(file: R) -> SpoolReader<R> {
+    fn new(file: R) -> SpoolReader<R> {
         SpoolReader {
             input: BufReader::with_capacity(1 << 20, file),
             text: Vec::new(),
@@ -370,7 +358,7 @@ impl<R: Read> SpoolReader<R> {
         }
     }
 
-    pub fn next_row(&mut self) -> std::io::Result<SpooledRow<'_>> {
+    fn next_row(&mut self) -> std::io::Result<SpooledRow<'_>> {
         let bytes = &mut self.text;
         bytes.clear();
         // message_id, [line], phone, sender, text, encoding, [segments], send_at,

@@ -50,6 +50,8 @@ pub struct Options<'a> {
     pub ftp_extra: String,
     /// Passive ports beyond the first (for many transfers at once).
     pub passive_span: u16,
+    /// Lines added to the `[queue]` section.
+    pub queue_extra: String,
     /// TOML sections added to the config.
     pub extra: &'a str,
     /// Lines added to the guest account.
@@ -69,6 +71,7 @@ impl Default for Options<'_> {
             idle_secs: 30,
             ftp_extra: String::new(),
             passive_span: 0,
+            queue_extra: String::new(),
             extra: "",
             account_extra: "",
             envs: Vec::new(),
@@ -110,6 +113,7 @@ impl Server {
             idle_secs,
             ftp_extra,
             passive_span,
+            queue_extra,
             extra,
             account_extra,
             envs,
@@ -127,7 +131,7 @@ impl Server {
                  idle_timeout_secs = {idle_secs}\n{ftp_extra}\
                  [spool]\ndir = \"{root}/spool\"\nstate_dir = \"{root}/state\"\n\
                  [poller]\ninterval_secs = 1\n\
-                 [queue]\npath = \"{root}/state/queue.db\"\n\
+                 [queue]\npath = \"{root}/state/queue.db\"\n{queue_extra}\
                  [http]\nlisten = \"127.0.0.1:{http_port}\"\n{extra}",
                 pasv + passive_span
             ),
