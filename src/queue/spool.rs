@@ -69,7 +69,11 @@ impl Spool {
             shared
                 .bytes
                 .fetch_add(self.buf.len() as u64, Ordering::Release);
-            shared.update(|p| p.rows = self.rows);
+            let at = shared.started.elapsed();
+            shared.update(|p| {
+                p.first.get_or_insert((at, self.rows));
+                p.rows = self.rows;
+            });
         }
         self.buf.clear();
         Ok(())
@@ -119,6 +123,10 @@ pub struct Progress {
     pub rows: u64,
     /// Since the archive began to be read.
     pub elapsed: std::time::Duration,
+    /// When the first rows were flushed, and how many: what came before (a
+    /// process's first archive loads the phone-number metadata, ~0.1 s) is
+    /// not the reading speed.
+    pub first: Option<(std::time::Duration, u64)>,
     /// The archive is read and every row flushed.
     pub done: bool,
     /// The archive was rejected as a whole (or could not be spooled): its rows
@@ -129,9 +137,18 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// Rows flushed per second so far.
+    /// Rows flushed since the first flush.
+    pub fn rows_since_first(&self) -> u64 {
+        self.first.map_or(0, |(_, rows)| self.rows - rows)
+    }
+
+    /// Rows flushed per second since the first flush.
     pub fn rate(&self) -> f64 {
-        self.rows as f64 / self.elapsed.as_secs_f64().max(1e-3)
+        let Some((at, _)) = self.first else {
+            return 0.0;
+        };
+        let secs = self.elapsed.saturating_sub(at).as_secs_f64();
+        self.rows_since_first() as f64 / secs.max(1e-3)
     }
 }
 
@@ -248,6 +265,7 @@ pub fn spool_pipelined<T: Send>(
         state: Mutex::new(Progress {
             rows: 0,
             elapsed: Default::default(),
+            first: None,
             done: false,
             void: false,
             stopped: false,

@@ -561,7 +561,7 @@ pub enum Pipeline {
     Never,
 }
 
-/// Rows read before the reading speed is judged.
+/// Rows read (after the first few) before the reading speed is judged.
 const JUDGE_AFTER_ROWS: u64 = 20_000;
 
 /// Rows per second this process inserts, learnt from its commits (f64 bits);
@@ -591,7 +591,7 @@ impl Pipeline {
         match self {
             Pipeline::Always => true,
             Pipeline::Never => false,
-            Pipeline::Auto => p.rows >= JUDGE_AFTER_ROWS && p.rate() >= insert_rate(),
+            Pipeline::Auto => p.rows_since_first() >= JUDGE_AFTER_ROWS && p.rate() >= insert_rate(),
         }
     }
 }
