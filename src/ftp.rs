@@ -534,13 +534,17 @@ impl StorageBackend<FtpUser> for Landing {
                         ));
                     }
                 }
-                let mut spare = Vec::with_capacity(UPLOAD_CHUNK);
-                if let Some(previous) = writing.take() {
-                    let (f, mut done) = joined(previous).await?;
-                    done.clear();
-                    spare = done;
-                    file = Some(f);
-                }
+                // The buffer just written is the next one to fill (a new one
+                // only for the second chunk).
+                let spare = match writing.take() {
+                    Some(previous) => {
+                        let (f, mut done) = joined(previous).await?;
+                        file = Some(f);
+                        done.clear();
+                        done
+                    }
+                    None => Vec::with_capacity(UPLOAD_CHUNK),
+                };
                 let chunk = std::mem::replace(&mut buf, spare);
                 let offset = total - chunk.len() as u64;
                 let mut f = file.take().expect("the file is back");
