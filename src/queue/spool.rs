@@ -24,21 +24,21 @@ struct Spool {
     buf: Vec<u8>,
     rows: u64,
     failed: Option<std::io::Error>,
-    /// Where a reader on another thread learns of flushed rows.
-    shared: Option<Arc<Shared>>,
+    /// Where the tail, on another thread, learns of flushed rows.
+    shared: Arc<Shared>,
     // Most rows of an archive share their times: format each instant once.
     send_at: TimeText,
     expires_at: TimeText,
 }
 
 impl Spool {
-    fn new(file: std::fs::File) -> Spool {
+    fn new(file: std::fs::File, shared: Arc<Shared>) -> Spool {
         Spool {
             file,
             buf: Vec::with_capacity(CHUNK + 4096),
             rows: 0,
             failed: None,
-            shared: None,
+            shared,
             send_at: TimeText::default(),
             expires_at: TimeText::default(),
         }
@@ -65,16 +65,15 @@ impl Spool {
     /// Writes the buffered rows and tells the tail they are there.
     fn flush(&mut self) -> std::io::Result<()> {
         self.file.write_all(&self.buf)?;
-        if let Some(shared) = &self.shared {
-            shared
-                .bytes
-                .fetch_add(self.buf.len() as u64, Ordering::Release);
-            let at = shared.started.elapsed();
-            shared.update(|p| {
-                p.first.get_or_insert((at, self.rows));
-                p.rows = self.rows;
-            });
-        }
+        let shared = &self.shared;
+        shared
+            .bytes
+            .fetch_add(self.buf.len() as u64, Ordering::Release);
+        let at = shared.started.elapsed();
+        shared.update(|p| {
+            p.first.get_or_insert((at, self.rows));
+            p.rows = self.rows;
+        });
         self.buf.clear();
         Ok(())
     }
@@ -99,7 +98,7 @@ impl RowSink for Spool {
                     return Err(rejection);
                 }
                 // The reader of the tail failed: stop reading the archive.
-                if self.shared.as_ref().is_some_and(|s| s.progress().stopped) {
+                if self.shared.progress().stopped {
                     return Err(internal("spool", "the queue stopped taking rows"));
                 }
             }
@@ -163,9 +162,15 @@ struct Shared {
 
 impl Shared {
     fn progress(&self) -> Progress {
-        let mut p = *self.state.lock().unwrap_or_else(|e| e.into_inner());
-        p.elapsed = self.started.elapsed();
-        p
+        self.snapshot(&self.state.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// `state` with the time elapsed now.
+    fn snapshot(&self, state: &Progress) -> Progress {
+        Progress {
+            elapsed: self.started.elapsed(),
+            ..*state
+        }
     }
 
     fn update(&self, change: impl FnOnce(&mut Progress)) {
@@ -190,8 +195,7 @@ impl Tail {
     pub fn wait_until(&self, ready: impl Fn(&Progress) -> bool) -> Progress {
         let mut state = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            let mut p = *state;
-            p.elapsed = self.shared.started.elapsed();
+            let p = self.shared.snapshot(&state);
             if p.done || p.void || ready(&p) {
                 return p;
             }
@@ -282,8 +286,7 @@ pub fn spool_pipelined<T: Send>(
         read: 0,
         available: 0,
     };
-    let mut spool = Spool::new(file);
-    spool.shared = Some(shared.clone());
+    let mut spool = Spool::new(file, shared.clone());
     std::thread::scope(|scope| {
         let consumer = std::thread::Builder::new()
             .name("smsdrop-queue".into())
@@ -295,16 +298,15 @@ pub fn spool_pipelined<T: Send>(
             .map_err(|e| internal("queue thread", e))?;
         // Should `process` panic, the rows turn void on the way out, so that
         // the consumer ends and the scope can unwind instead of waiting on it.
-        let ending = EndOnDrop(&shared);
+        let mut ending = Ending {
+            shared: &shared,
+            void: true,
+        };
         let summary = process(&mut spool);
         let finished = spool.finish();
         let read_secs = shared.started.elapsed().as_secs_f64();
-        let void = summary.error.is_some() || finished.is_err();
-        shared.update(|p| {
-            p.done = true;
-            p.void = void;
-        });
-        std::mem::forget(ending);
+        ending.void = summary.error.is_some() || finished.is_err();
+        drop(ending);
         let out = consumer
             .join()
             .map_err(|_| internal("queue thread", "panicked"))?;
@@ -319,14 +321,19 @@ pub fn spool_pipelined<T: Send>(
     })
 }
 
-/// Ends a spool as void when dropped (forgotten once it ended normally).
-struct EndOnDrop<'a>(&'a Shared);
+/// Tells the tail the writer is done when dropped: void unless the writer
+/// says otherwise, so that a panic while reading voids the rows too.
+struct Ending<'a> {
+    shared: &'a Shared,
+    void: bool,
+}
 
-impl Drop for EndOnDrop<'_> {
+impl Drop for Ending<'_> {
     fn drop(&mut self) {
-        self.0.update(|p| {
+        let void = self.void;
+        self.shared.update(|p| {
             p.done = true;
-            p.void = true;
+            p.void = void;
         });
     }
 }
