@@ -7,7 +7,7 @@
 //!   show the whole spool.
 //! - [`Landing`] is the storage back-end: the stock file-system back-end for
 //!   listing, download and delete inside the home, and its own upload path that
-//!   writes `.<name>.part` with a 1 MiB buffer, caps the size at
+//!   writes `.<name>.part` in 256 KiB chunks, caps the size at
 //!   `max_archive_bytes`, drops a transfer that stalls for `idle_timeout_secs`,
 //!   and renames to `<name>` only when the transfer ended — so the poller, which
 //!   ignores hidden files, never sees a partial file. Only `*.zip` names at the
@@ -345,7 +345,7 @@ impl Landing {
 }
 
 /// Bytes of an upload gathered before each write to disk.
-const UPLOAD_CHUNK: usize = 1 << 20;
+const UPLOAD_CHUNK: usize = 1 << 18;
 
 /// Asks the kernel to start writing a chunk to disk now, without waiting, so
 /// the fsync at the end of an upload finds little left to do: the disk works

@@ -11,6 +11,7 @@
 //! poller's job.
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use chrono::{DateTime, SubsecRound, Utc};
 
@@ -47,7 +48,7 @@ pub fn ingest(
     } = crate::process::arrival(path, now);
     let span = tracing::info_span!("archive", account = %account.login, file = %file_name, bytes);
     let _entered = span.enter();
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let report = (|| -> Result<Report, Rejection> {
         let dir = results_dir(config, account);
         let name = BatchName::parse(&file_name).ok();
@@ -103,7 +104,9 @@ pub fn ingest(
         // The CSV is on disk before the commit, so a crash after the commit can
         // still publish it (see `finish`).
         csv.seal()?;
+        let commit = Instant::now();
         let summary = staged.commit()?;
+        tracing::debug!(secs = commit.elapsed().as_secs_f64(), "batch committed");
         finish(queue, &dir, &summary)?;
         Ok(Report { summary, fallbacks })
     })()?;
@@ -128,8 +131,11 @@ pub fn finish(queue: &dyn Queue, dir: &Path, summary: &Summary) -> Result<(), Re
     publish_csv(dir, &summary.batch)?;
     write_summary(dir, summary)?;
     queue.mark_finished(&summary.batch, &rfc3339(Utc::now()))?;
+    tracing::debug!(batch = %summary.batch, "results published");
     // The results are out: now the queue may tidy up (the customer does not
     // wait for it).
+    let tidy = Instant::now();
     queue.tidy();
+    tracing::debug!(secs = tidy.elapsed().as_secs_f64(), "queue tidied");
     Ok(())
 }

@@ -145,7 +145,8 @@ fn init_logging() {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if matches!(cli.command, Command::Serve { .. }) {
+    // The one-shot commands print their own results; they log only when asked.
+    if matches!(cli.command, Command::Serve { .. }) || std::env::var_os("RUST_LOG").is_some() {
         init_logging();
     }
     match run(cli) {
