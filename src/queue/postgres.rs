@@ -459,10 +459,14 @@ fn copy_rows(
         }
         out.write_all(b"\"")
     }
+    let mut message_id = Vec::new();
     while let Some(row) = tail.next_row()? {
+        message_id.clear();
+        message_id.extend_from_slice(row.batch);
+        write!(message_id, ":{}", row.line)?;
         for (i, field) in [
-            row.message_id,
-            row.batch(),
+            message_id.as_slice(),
+            row.batch,
             account.as_bytes(),
             row.line.to_string().as_bytes(),
             row.phone,

@@ -3,7 +3,7 @@
 //! grows ([`spool_pipelined`], [`Tail`]; see [`crate::queue::Queue::stage`]):
 //! sequential writes, no lock, memory flat whatever the archive's size.
 
-use std::io::{BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -17,8 +17,11 @@ use crate::queue::internal;
 /// Rows are handed to the file (and to a [`Tail`]) in chunks of this size.
 const CHUNK: usize = 256 << 10;
 
-/// The staged rows of one archive: per accepted row, its ten varying values
-/// as length-prefixed text or 8-byte integers, in the order of `INSERT_MESSAGE`.
+/// The staged rows of one archive. Per accepted row: a byte telling which of
+/// the [`changed`] values differ from the row before, `line` and `segments` as
+/// 8-byte integers, phone and text, then those changed values; each text as a
+/// 4-byte length and its bytes. Most rows of an archive share their batch,
+/// sender, encoding and (within a zone) times: written and bound once each.
 struct Spool {
     file: std::fs::File,
     buf: Vec<u8>,
@@ -29,6 +32,27 @@ struct Spool {
     // Most rows of an archive share their times: format each instant once.
     send_at: TimeText,
     expires_at: TimeText,
+    /// The [`changed`] values of the row before.
+    previous: [Vec<u8>; REPEATED],
+}
+
+/// Bits of the first byte of a spooled row and of [`SpooledRow::changed`]:
+/// which values differ from the row before.
+pub mod changed {
+    pub const BATCH: u8 = 1;
+    pub const SENDER: u8 = 1 << 1;
+    pub const ENCODING: u8 = 1 << 2;
+    pub const SEND_AT: u8 = 1 << 3;
+    pub const EXPIRES_AT: u8 = 1 << 4;
+    pub const TIMEZONE: u8 = 1 << 5;
+}
+
+/// How many values are written only when they change.
+const REPEATED: usize = 6;
+
+fn put_text(out: &mut Vec<u8>, s: &[u8]) {
+    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    out.extend_from_slice(s);
 }
 
 impl Spool {
@@ -41,25 +65,43 @@ impl Spool {
             shared,
             send_at: TimeText::default(),
             expires_at: TimeText::default(),
+            previous: Default::default(),
         }
     }
 
     fn put(&mut self, m: &Message) {
-        fn text(out: &mut Vec<u8>, s: &str) {
-            out.extend_from_slice(&(s.len() as u32).to_le_bytes());
-            out.extend_from_slice(s.as_bytes());
+        let batch = m
+            .message_id
+            .rsplit_once(':')
+            .map_or(m.message_id.as_str(), |(batch, _)| batch);
+        // In the order of the bits of `changed`.
+        let values: [&[u8]; REPEATED] = [
+            batch.as_bytes(),
+            m.sender.as_str().as_bytes(),
+            m.encoding.as_str().as_bytes(),
+            self.send_at.text(m.send_at).as_bytes(),
+            self.expires_at.text(m.expires_at).as_bytes(),
+            m.timezone.name().as_bytes(),
+        ];
+        let mut mask = 0u8;
+        for (bit, (value, before)) in values.iter().zip(&mut self.previous).enumerate() {
+            if self.rows == 0 || before.as_slice() != *value {
+                mask |= 1 << bit;
+                before.clear();
+                before.extend_from_slice(value);
+            }
         }
         let out = &mut self.buf;
-        text(out, &m.message_id);
+        out.push(mask);
         out.extend_from_slice(&(m.line as i64).to_le_bytes());
-        text(out, m.phone.digits());
-        text(out, m.sender.as_str());
-        text(out, &m.text);
-        text(out, m.encoding.as_str());
         out.extend_from_slice(&i64::from(m.segments).to_le_bytes());
-        text(out, self.send_at.text(m.send_at));
-        text(out, self.expires_at.text(m.expires_at));
-        text(out, m.timezone.name());
+        put_text(out, m.phone.digits().as_bytes());
+        put_text(out, m.text.as_bytes());
+        for (bit, value) in values.iter().enumerate() {
+            if mask & (1 << bit) != 0 {
+                put_text(out, value);
+            }
+        }
     }
 
     /// Writes the buffered rows and tells the tail they are there.
@@ -338,86 +380,283 @@ impl Drop for Ending<'_> {
     }
 }
 
-/// Reads [`Spool`] rows back into reused buffers.
+/// Reads [`Spool`] rows back: parsed where they lie in one buffer, no copy
+/// per value but for the repeated ones, which outlive a refill of the buffer.
 struct SpoolReader<R: Read> {
-    input: BufReader<R>,
-    /// The text values of the current row, back to back; `ends` delimit them.
-    /// Left as bytes: they were `str` when spooled, and the back-ends pass
-    /// them on as UTF-8 without looking inside.
-    text: Vec<u8>,
-    ends: [usize; 8],
-    ints: [i64; 2],
+    input: R,
+    buf: Vec<u8>,
+    /// The unread bytes are `buf[start..end]`.
+    start: usize,
+    end: usize,
+    /// The [`changed`] values of the latest row.
+    repeated: [Vec<u8>; REPEATED],
 }
 
 /// One spooled row, borrowing the reader's buffers; text values as UTF-8.
 pub struct SpooledRow<'a> {
-    pub message_id: &'a [u8],
+    /// Which of the [`changed`] values differ from the row before (all of them
+    /// for the first row).
+    pub changed: u8,
     pub line: i64,
-    pub phone: &'a [u8],
-    pub sender: &'a [u8],
-    pub text: &'a [u8],
-    pub encoding: &'a [u8],
     pub segments: i64,
+    pub phone: &'a [u8],
+    pub text: &'a [u8],
+    pub batch: &'a [u8],
+    pub sender: &'a [u8],
+    pub encoding: &'a [u8],
     pub send_at: &'a [u8],
     pub expires_at: &'a [u8],
     pub timezone: &'a [u8],
 }
 
-impl SpooledRow<'_> {
-    /// The batch id: the message id without its `:<line>`.
-    pub fn batch(&self) -> &[u8] {
-        let id = self.message_id;
-        id.iter()
-            .rposition(|&b| b == b':')
-            .map_or(id, |at| &id[..at])
+/// Where the row-specific values of a row lie in the reader's buffer.
+struct Parsed {
+    changed: u8,
+    line: i64,
+    segments: i64,
+    phone: std::ops::Range<usize>,
+    text: std::ops::Range<usize>,
+    /// Bytes of the whole row.
+    len: usize,
+}
+
+/// Reads values off the front of a byte slice: `None` past its end.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Cursor<'_> {
+    fn take(&mut self, n: usize) -> Option<std::ops::Range<usize>> {
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|&end| end <= self.bytes.len())?;
+        Some(std::mem::replace(&mut self.at, end)..end)
+    }
+
+    fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let range = self.take(N)?;
+        Some(self.bytes[range].try_into().expect("N bytes"))
+    }
+
+    /// A length-prefixed text.
+    fn text(&mut self) -> Option<std::ops::Range<usize>> {
+        let len = u32::from_le_bytes(self.array()?);
+        self.take(len as usize)
     }
 }
 
+/// Parses the row at the start of `bytes`, copying its changed repeated values
+/// into `repeated`; `None` when the row is not all there yet (nothing copied).
+fn parse(bytes: &[u8], repeated: &mut [Vec<u8>; REPEATED]) -> Option<Parsed> {
+    let mut c = Cursor { bytes, at: 0 };
+    let [changed] = c.array()?;
+    let line = i64::from_le_bytes(c.array()?);
+    let segments = i64::from_le_bytes(c.array()?);
+    let phone = c.text()?;
+    let text = c.text()?;
+    let mut values: [std::ops::Range<usize>; REPEATED] = Default::default();
+    for (bit, value) in values.iter_mut().enumerate() {
+        if changed & (1 << bit) != 0 {
+            *value = c.text()?;
+        }
+    }
+    // The whole row is there: only now the repeated values change.
+    for (bit, value) in values.into_iter().enumerate() {
+        if changed & (1 << bit) != 0 {
+            repeated[bit].clear();
+            repeated[bit].extend_from_slice(&bytes[value]);
+        }
+    }
+    Some(Parsed {
+        changed,
+        line,
+        segments,
+        phone,
+        text,
+        len: c.at,
+    })
+}
+
 impl<R: Read> SpoolReader<R> {
-    fn new(file: R) -> SpoolReader<R> {
+    fn new(input: R) -> SpoolReader<R> {
         SpoolReader {
-            input: BufReader::with_capacity(1 << 20, file),
-            text: Vec::new(),
-            ends: [0; 8],
-            ints: [0; 2],
+            input,
+            buf: vec![0; 1 << 20],
+            start: 0,
+            end: 0,
+            repeated: Default::default(),
+        }
+    }
+
+    /// Reads more bytes after the unread ones (moved to the front first; the
+    /// buffer grows when one row does not fit).
+    fn fill(&mut self) -> std::io::Result<()> {
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.end == self.buf.len() {
+            self.buf.resize(self.buf.len() * 2, 0);
+        }
+        match self.input.read(&mut self.buf[self.end..])? {
+            0 => Err(std::io::ErrorKind::UnexpectedEof.into()),
+            n => {
+                self.end += n;
+                Ok(())
+            }
         }
     }
 
     fn next_row(&mut self) -> std::io::Result<SpooledRow<'_>> {
-        let bytes = &mut self.text;
-        bytes.clear();
-        // message_id, [line], phone, sender, text, encoding, [segments], send_at,
-        // expires_at, timezone
-        let mut field = 0;
-        for slot in 0..10 {
-            if slot == 1 || slot == 6 {
-                let mut n = [0u8; 8];
-                self.input.read_exact(&mut n)?;
-                self.ints[usize::from(slot == 6)] = i64::from_le_bytes(n);
-                continue;
+        let row = loop {
+            match parse(&self.buf[self.start..self.end], &mut self.repeated) {
+                Some(row) => break row,
+                None => self.fill()?,
             }
-            let mut n = [0u8; 4];
-            self.input.read_exact(&mut n)?;
-            let len = u32::from_le_bytes(n) as usize;
-            let start = bytes.len();
-            bytes.resize(start + len, 0);
-            self.input.read_exact(&mut bytes[start..])?;
-            self.ends[field] = bytes.len();
-            field += 1;
-        }
-        let t = &self.text;
-        let e = &self.ends;
+        };
+        let base = self.start;
+        self.start += row.len;
+        let at = |r: std::ops::Range<usize>| &self.buf[base + r.start..base + r.end];
+        let r = &self.repeated;
         Ok(SpooledRow {
-            message_id: &t[..e[0]],
-            line: self.ints[0],
-            phone: &t[e[0]..e[1]],
-            sender: &t[e[1]..e[2]],
-            text: &t[e[2]..e[3]],
-            encoding: &t[e[3]..e[4]],
-            segments: self.ints[1],
-            send_at: &t[e[4]..e[5]],
-            expires_at: &t[e[5]..e[6]],
-            timezone: &t[e[6]..e[7]],
+            changed: row.changed,
+            line: row.line,
+            segments: row.segments,
+            phone: at(row.phone),
+            text: at(row.text),
+            batch: &r[0],
+            sender: &r[1],
+            encoding: &r[2],
+            send_at: &r[3],
+            expires_at: &r[4],
+            timezone: &r[5],
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::segments::SmsEncoding;
+    use crate::message::{phone::Msisdn, sender::Sender};
+    use crate::process::{Status, Summary};
+    use chrono::{TimeZone, Utc};
+
+    /// Rows whose shared values change now and then, and a text longer than
+    /// the reader's buffer.
+    fn rows() -> Vec<Message> {
+        let zones = [chrono_tz::Europe::Moscow, chrono_tz::Asia::Vladivostok];
+        (2..3000u64)
+            .map(|line| {
+                let zone = zones[(line / 7 % 2) as usize];
+                let at = Utc
+                    .timestamp_opt(1_900_000_000 + (line / 5 * 3600) as i64, 0)
+                    .unwrap();
+                let text = match line {
+                    100 => "д".repeat(700_000),
+                    _ => format!("text {line}"),
+                };
+                Message {
+                    message_id: format!(
+                        "g_{}:{line}",
+                        if line < 2500 { "20261123070000" } else { "x" }
+                    ),
+                    line,
+                    phone: Msisdn::parse(&format!("7903{:07}", line)).unwrap(),
+                    sender: Sender::parse(if line % 11 == 0 { "OTHER" } else { "TESTSMS" })
+                        .unwrap(),
+                    text,
+                    encoding: if line % 3 == 0 {
+                        SmsEncoding::Ucs2
+                    } else {
+                        SmsEncoding::Gsm7
+                    },
+                    segments: (line % 4) as u32 + 1,
+                    send_at: at,
+                    expires_at: at + chrono::Duration::hours(24),
+                    timezone: zone,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rows_come_back_as_spooled_with_what_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let messages = rows();
+        let (_, back) = spool_pipelined(
+            dir.path(),
+            &mut |sink| {
+                for m in &messages {
+                    sink.row(&RowOutcome::Accepted(m.clone())).unwrap();
+                }
+                Summary {
+                    batch: "g_20261123070000".into(),
+                    status: Status::Accepted,
+                    format: None,
+                    rows: messages.len() as u64,
+                    accepted: messages.len() as u64,
+                    rejected: 0,
+                    error: None,
+                    received_at: Utc::now(),
+                    processed_at: Utc::now(),
+                }
+            },
+            |tail| {
+                let mut back = Vec::new();
+                let mut before: Option<[Vec<u8>; REPEATED]> = None;
+                while let Some(row) = tail.next_row().unwrap() {
+                    let values = [
+                        row.batch,
+                        row.sender,
+                        row.encoding,
+                        row.send_at,
+                        row.expires_at,
+                        row.timezone,
+                    ]
+                    .map(<[u8]>::to_vec);
+                    // `changed` has exactly the bits of the values that differ.
+                    let mut want = 0;
+                    for (bit, value) in values.iter().enumerate() {
+                        if before.as_ref().is_none_or(|b| b[bit] != *value) {
+                            want |= 1 << bit;
+                        }
+                    }
+                    assert_eq!(row.changed, want, "line {}", row.line);
+                    back.push((
+                        row.line,
+                        row.segments,
+                        String::from_utf8(row.phone.to_vec()).unwrap(),
+                        String::from_utf8(row.text.to_vec()).unwrap(),
+                        values.clone().map(|v| String::from_utf8(v).unwrap()),
+                    ));
+                    before = Some(values);
+                }
+                back
+            },
+        )
+        .unwrap();
+        assert_eq!(back.len(), messages.len());
+        for (m, (line, segments, phone, text, values)) in messages.iter().zip(back) {
+            assert_eq!(line, m.line as i64);
+            assert_eq!(segments, i64::from(m.segments));
+            assert_eq!(phone, m.phone.digits());
+            assert_eq!(text, m.text);
+            let batch = m.message_id.rsplit_once(':').unwrap().0;
+            assert_eq!(
+                values,
+                [
+                    batch.to_owned(),
+                    m.sender.as_str().to_owned(),
+                    m.encoding.as_str().to_owned(),
+                    crate::message::schedule::rfc3339(m.send_at),
+                    crate::message::schedule::rfc3339(m.expires_at),
+                    m.timezone.name().to_owned(),
+                ]
+            );
+        }
     }
 }

@@ -21,7 +21,7 @@ use crate::format::Format;
 
 use crate::message::schedule::rfc3339;
 use crate::process::{RowSink, Summary};
-use crate::queue::spool::{Progress, Tail, spool_pipelined};
+use crate::queue::spool::{Progress, Tail, changed, spool_pipelined};
 use crate::queue::{Queue, QueuedMessage, StagedBatch, Stats, internal};
 
 /// Version of the schema below (`PRAGMA user_version`).
@@ -507,18 +507,18 @@ fn insert_rows(
         ToSqlOutput::Borrowed(ValueRef::Text(bytes))
     }
     let mut insert = conn.prepare_cached(INSERT_MESSAGE)?;
-    // Bindings stay between executions: batch and account are bound once.
+    // Bindings stay between executions: the account is bound once, the values
+    // that rows share again only when they change.
     insert.raw_bind_parameter(3, account)?;
     let mut first = true;
     while let Some(row) = tail.next_row().map_err(io)? {
         if std::mem::take(&mut first) {
             // Committed by another process since this one looked: stop now
             // rather than read the whole archive for a duplicate.
-            let batch = row.batch();
             let seen = conn
                 .query_row(
                     "SELECT 1 FROM batches WHERE batch = ?1",
-                    [text(batch)],
+                    [text(row.batch)],
                     |_| Ok(()),
                 )
                 .optional()?;
@@ -528,7 +528,6 @@ fn insert_rows(
                     Some("batch already committed".into()),
                 ));
             }
-            insert.raw_bind_parameter(2, text(batch))?;
         }
         if !(0..=MAX_LINE).contains(&row.line) {
             return Err(rusqlite::Error::IntegralValueOutOfRange(4, row.line));
@@ -536,13 +535,20 @@ fn insert_rows(
         insert.raw_bind_parameter(1, seq << 32 | row.line)?;
         insert.raw_bind_parameter(4, row.line)?;
         insert.raw_bind_parameter(5, text(row.phone))?;
-        insert.raw_bind_parameter(6, text(row.sender))?;
         insert.raw_bind_parameter(7, text(row.text))?;
-        insert.raw_bind_parameter(8, text(row.encoding))?;
         insert.raw_bind_parameter(9, row.segments)?;
-        insert.raw_bind_parameter(10, text(row.send_at))?;
-        insert.raw_bind_parameter(11, text(row.expires_at))?;
-        insert.raw_bind_parameter(12, text(row.timezone))?;
+        for (bit, index, value) in [
+            (changed::BATCH, 2, row.batch),
+            (changed::SENDER, 6, row.sender),
+            (changed::ENCODING, 8, row.encoding),
+            (changed::SEND_AT, 10, row.send_at),
+            (changed::EXPIRES_AT, 11, row.expires_at),
+            (changed::TIMEZONE, 12, row.timezone),
+        ] {
+            if row.changed & bit != 0 {
+                insert.raw_bind_parameter(index, text(value))?;
+            }
+        }
         insert.raw_execute()?;
     }
     Ok(())
