@@ -71,6 +71,7 @@ pub fn ingest(
         let stem = file_name.strip_suffix(".zip").unwrap_or(&file_name);
         let mut csv = ResultsCsv::create(&dir, stem, account.encoding)?;
         let mut fallbacks = Default::default();
+        let mut synced = Ok(());
         let staged = match queue.stage(&account.login, &mut |sink| {
             let mut tee = Tee(sink, &mut csv);
             let mut report = process(
@@ -87,6 +88,11 @@ pub fn ingest(
                 &mut tee,
             );
             fallbacks = std::mem::take(&mut report.fallbacks);
+            // The CSV is whole: made durable now, while the queue's thread may
+            // still be storing rows, rather than after (95 MB for 1M rows).
+            if report.summary.error.is_none() {
+                synced = csv.sync();
+            }
             report.summary
         }) {
             Ok(staged) => staged,
@@ -102,7 +108,12 @@ pub fn ingest(
             return Ok(Report { summary, fallbacks });
         }
         // The CSV is on disk before the commit, so a crash after the commit can
-        // still publish it (see `finish`).
+        // still publish it (see `finish`). A failed fsync is not retried: the
+        // next one may report success for data that never reached the disk.
+        if let Err(e) = synced {
+            csv.abandon();
+            return Err(e);
+        }
         csv.seal()?;
         let commit = Instant::now();
         let summary = staged.commit()?;

@@ -116,6 +116,16 @@ impl ResultsCsv {
         }
     }
 
+    /// Writes out what is buffered and makes it durable (before [`Self::seal`],
+    /// which then finds little left to sync).
+    pub fn sync(&mut self) -> Result<(), Rejection> {
+        self.out.flush().map_err(|e| internal(&self.part, e))?;
+        self.out
+            .get_ref()
+            .sync_all()
+            .map_err(|e| internal(&self.part, e))
+    }
+
     /// Flushes the finished CSV to disk under its hidden name, so that it
     /// survives a crash after the queue commit; [`publish_csv`] then renames it.
     pub fn seal(self) -> Result<(), Rejection> {
