@@ -125,21 +125,10 @@ for src in sys.argv[2:]:
     print(s.makefile("rb").readline().decode()[:3], flush=True)
     held.append(s)
 "#;
-    let out = Command::new("python3")
-        .args(["-c", script, &port.to_string()])
-        .args(sources)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
+    let args: Vec<String> = std::iter::once(port.to_string())
+        .chain(sources.iter().map(|s| s.to_string()))
+        .collect();
+    python(script, &args).lines().map(str::to_owned).collect()
 }
 
 #[test]

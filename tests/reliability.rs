@@ -237,18 +237,14 @@ for e in errors: print(e, file=sys.stderr)
 sys.exit(1 if errors else 0)
 "#;
     let start = Instant::now();
-    let out = std::process::Command::new("python3")
-        .args(["-c", script])
-        .arg(server.port.to_string())
-        .args([accounts, sessions_per_account, per_session].map(|n| n.to_string()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let uploads_secs = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let args = [
+        server.port as usize,
+        accounts,
+        sessions_per_account,
+        per_session,
+    ]
+    .map(|n| n.to_string());
+    let uploads_secs = python(script, &args).trim().to_owned();
     let total = accounts * sessions_per_account * per_session;
     let logins: Vec<String> = std::iter::once("guest".to_owned())
         .chain((1..accounts).map(|a| format!("acct{a}")))

@@ -263,21 +263,8 @@ for i in range(9):
 ftp.quit()
 print(statistics.median(times) * 1000)
 "#;
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            script,
-            &server.port.to_string(),
-            file.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let median_ms: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let args = [server.port.to_string(), file.display().to_string()];
+    let median_ms: f64 = python(script, &args).trim().parse().unwrap();
     assert!(
         median_ms < 35.0,
         "a one-row STOR took {median_ms:.1} ms (median of 9): a reply waited for a delayed ACK"

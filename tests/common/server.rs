@@ -250,6 +250,22 @@ pub fn sample(text: &str) -> Vec<u8> {
     )])
 }
 
+/// Runs a Python script (`python3 -c SCRIPT ARGS…`) that must succeed (its
+/// stderr is the failure message); returns what it printed.
+pub fn python(script: &str, args: &[String]) -> String {
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 pub fn curl(args: &[&str]) -> i32 {
     Command::new("curl")
         .args(["-sS", "--max-time", "30"])
