@@ -90,6 +90,10 @@ const INSERT_MESSAGE: &str = "INSERT INTO messages (id, batch, account, line, ph
     sender, text, encoding, segments, send_at, expires_at, timezone)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
 
+/// What is kept of the WAL file after a big batch is checkpointed (reused
+/// in place by the next batches, which is a little cheaper than growing it).
+const WAL_KEPT_BYTES: i64 = 16 << 20;
+
 /// Lines of one batch fit below this (`id = seq << 32 | line`).
 const MAX_LINE: i64 = (1 << 32) - 1;
 
@@ -137,6 +141,11 @@ impl SqliteQueue {
         // results are out (a 1M-row batch's checkpoint takes about 0.5 s).
         conn.pragma_update(None, "wal_autocheckpoint", 0)
             .map_err(|e| internal("wal_autocheckpoint", e))?;
+        // SQLite reuses its WAL file at the size of the biggest transaction so
+        // far (1.4 GB after a 5M-row archive, for good): the first commit after
+        // a complete checkpoint cuts it back to this.
+        conn.pragma_update(None, "journal_size_limit", WAL_KEPT_BYTES)
+            .map_err(|e| internal("journal_size_limit", e))?;
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(|e| internal("user_version", e))?;
@@ -712,7 +721,8 @@ mod tests {
 
     /// A commit leaves its pages in the WAL, even past SQLite's automatic
     /// checkpoint size (1,000 pages); `tidy` (run once the results are out)
-    /// copies them into the database file.
+    /// copies them into the database file; the next commit cuts the WAL file
+    /// back to `WAL_KEPT_BYTES`.
     #[test]
     fn the_checkpoint_waits_for_tidy() {
         let dir = tempfile::tempdir().unwrap();
@@ -739,6 +749,31 @@ mod tests {
             size()
         );
         assert_eq!(count(&queue), 20_000);
+
+        // The WAL file does not stay at that batch's size: the next commit
+        // after the checkpoint cuts it back.
+        let wal = || {
+            std::fs::metadata(dir.path().join("queue.db-wal"))
+                .unwrap()
+                .len()
+        };
+        assert!(wal() > 20 << 20, "{} bytes of WAL", wal());
+        queue
+            .stage("g", &mut |sink| {
+                let RowOutcome::Accepted(mut m) = message(2) else {
+                    unreachable!()
+                };
+                m.message_id = "g_20261123080000:2".into();
+                sink.row(&RowOutcome::Accepted(m)).unwrap();
+                Summary {
+                    batch: "g_20261123080000".into(),
+                    ..summary(1, None)
+                }
+            })
+            .unwrap()
+            .commit()
+            .unwrap();
+        assert!(wal() <= WAL_KEPT_BYTES as u64, "{} bytes of WAL", wal());
     }
 
     /// A panic while the archive is read (a bug) unwinds instead of leaving
