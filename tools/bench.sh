@@ -59,7 +59,11 @@ for rows in "${sizes[@]}"; do
     archive="$dir/guest_20261123070000.zip"
     $gen "$rows" "$archive" $registry
     rm -rf "$dir/state" "$dir/spool"
+    # Each measurement starts with no dirty pages of what came before (the
+    # archive just generated, the previous size's database) being written back.
+    sync
     floor=$( { /usr/bin/time -f '%e' unzip -p "$archive" > /dev/null; } 2>&1 | tail -1)
+    sync
     /usr/bin/time -v "$bin" ingest "$archive" --config "$dir/bench.toml" > "$dir/result.json" 2> "$dir/time.txt"
     wall=$(grep 'Elapsed (wall clock)' "$dir/time.txt" | awk '{print $NF}')
     rss=$(grep 'Maximum resident set size' "$dir/time.txt" | awk '{print $NF}')
