@@ -101,6 +101,13 @@ pub fn ingest(
                 return Err(e);
             }
         };
+        // The results could not be written (a full disk): that says nothing
+        // about the archive, so nothing is committed, not even a rejection;
+        // the archive waits for the next poll (dropping `staged` rolls back).
+        if let Some(e) = csv.failure().cloned() {
+            csv.abandon();
+            return Err(e);
+        }
         if staged.summary().error.is_some() {
             csv.abandon();
             let summary = staged.commit()?;

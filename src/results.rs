@@ -68,6 +68,9 @@ pub struct ResultsCsv {
     // Most rows of an archive share their times: format each instant once.
     send_at: TimeText,
     expires_at: TimeText,
+    /// The first write that failed: the fault is ours (a full disk), not the
+    /// archive's, whatever the archive's summary then says.
+    failed: Option<Rejection>,
 }
 
 impl ResultsCsv {
@@ -82,6 +85,7 @@ impl ResultsCsv {
             line: String::new(),
             send_at: TimeText::default(),
             expires_at: TimeText::default(),
+            failed: None,
         };
         csv.line.push_str(CSV_HEADER);
         csv.write_line()?;
@@ -93,7 +97,11 @@ impl ResultsCsv {
         let (bytes, _, _) = self.encoding.encode(&self.line);
         let result = self.out.write_all(&bytes);
         self.line.clear();
-        result.map_err(|e| internal(&self.part, e))
+        result.map_err(|e| {
+            let rejection = internal(&self.part, e);
+            self.failed.get_or_insert_with(|| rejection.clone());
+            rejection
+        })
     }
 
     /// Appends `;` (but before the first field) and the value, quoted when
@@ -114,6 +122,11 @@ impl ResultsCsv {
         } else {
             line.push_str(value);
         }
+    }
+
+    /// Why writing the CSV failed, if it did.
+    pub fn failure(&self) -> Option<&Rejection> {
+        self.failed.as_ref()
     }
 
     /// Writes out what is buffered and makes it durable (before [`Self::seal`],

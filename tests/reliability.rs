@@ -324,8 +324,8 @@ sys.exit(1 if errors else 0)
     }
 }
 
-/// A full disk (simulated with RLIMIT_FSIZE: writes past 256 KiB fail with
-/// EFBIG, which SQLite and the results writer see as a failed write): the
+/// A full disk (simulated with RLIMIT_FSIZE: writes past 1 MiB fail with
+/// EFBIG, which SQLite and the results writer see as failed writes): the
 /// archive stays in the work folder, nothing is half-queued or half-published,
 /// the error is logged and counted; once space is back (the limit lifted with
 /// prlimit) the next poll processes it, once.
@@ -340,7 +340,8 @@ fn a_full_disk_leaves_the_archive_for_a_retry() {
         env,
         Options {
             log: Some(log.clone()),
-            file_size_limit: Some(256 * 1024),
+            // Room for a new queue database (64 KiB pages), not for the archive.
+            file_size_limit: Some(1 << 20),
             ..Options::default()
         },
     );
