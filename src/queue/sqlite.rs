@@ -515,13 +515,11 @@ fn insert_rows(
 ) -> rusqlite::Result<()> {
     use rusqlite::types::{ToSqlOutput, ValueRef};
     let io = |e: std::io::Error| rusqlite::Error::ToSqlConversionFailure(Box::new(e));
-    fn text(bytes: &[u8]) -> ToSqlOutput<'_> {
-        ToSqlOutput::Borrowed(ValueRef::Text(bytes))
-    }
-    let mut insert = conn.prepare_cached(INSERT_MESSAGE)?;
+    let mut insert = StaticInsert::prepare(conn, INSERT_MESSAGE)?;
     // Bindings stay between executions: the account is bound once, the values
     // that rows share again only when they change.
-    insert.raw_bind_parameter(3, account)?;
+    // SAFETY: `account` outlives the statement.
+    unsafe { insert.bind_text(3, account.as_bytes())? };
     let mut first = true;
     while let Some(row) = tail.next_row().map_err(io)? {
         if std::mem::take(&mut first) {
@@ -530,7 +528,7 @@ fn insert_rows(
             let seen = conn
                 .query_row(
                     "SELECT 1 FROM batches WHERE batch = ?1",
-                    [text(row.batch)],
+                    [ToSqlOutput::Borrowed(ValueRef::Text(row.batch))],
                     |_| Ok(()),
                 )
                 .optional()?;
@@ -544,26 +542,129 @@ fn insert_rows(
         if !(0..=MAX_LINE).contains(&row.line) {
             return Err(rusqlite::Error::IntegralValueOutOfRange(4, row.line));
         }
-        insert.raw_bind_parameter(1, seq << 32 | row.line)?;
-        insert.raw_bind_parameter(4, row.line)?;
-        insert.raw_bind_parameter(5, text(row.phone))?;
-        insert.raw_bind_parameter(7, text(row.text))?;
-        insert.raw_bind_parameter(9, row.segments)?;
-        for (bit, index, value) in [
-            (changed::BATCH, 2, row.batch),
-            (changed::SENDER, 6, row.sender),
-            (changed::ENCODING, 8, row.encoding),
-            (changed::SEND_AT, 10, row.send_at),
-            (changed::EXPIRES_AT, 11, row.expires_at),
-            (changed::TIMEZONE, 12, row.timezone),
-        ] {
-            if row.changed & bit != 0 {
-                insert.raw_bind_parameter(index, text(value))?;
+        insert.bind_int(1, seq << 32 | row.line)?;
+        insert.bind_int(4, row.line)?;
+        insert.bind_int(9, row.segments)?;
+        // SAFETY: the row's values stay where they are, unchanged, until the
+        // tail is asked for the next row, after `execute`; a value bound for an
+        // earlier row and not bound again is the tail's copy of it, which it
+        // changes only when the value changes — and then it is bound again.
+        unsafe {
+            insert.bind_text(5, row.phone)?;
+            insert.bind_text(7, row.text)?;
+            for (bit, index, value) in [
+                (changed::BATCH, 2, row.batch),
+                (changed::SENDER, 6, row.sender),
+                (changed::ENCODING, 8, row.encoding),
+                (changed::SEND_AT, 10, row.send_at),
+                (changed::EXPIRES_AT, 11, row.expires_at),
+                (changed::TIMEZONE, 12, row.timezone),
+            ] {
+                if row.changed & bit != 0 {
+                    insert.bind_text(index, value)?;
+                }
             }
         }
-        insert.raw_execute()?;
+        insert.execute()?;
     }
     Ok(())
+}
+
+/// A prepared statement whose text values are bound without a copy. rusqlite
+/// binds text as `SQLITE_TRANSIENT`, so SQLite copies every value of every
+/// row (an allocation and a free each); bound `SQLITE_STATIC`, SQLite reads
+/// the caller's bytes when the statement runs.
+struct StaticInsert<'c> {
+    conn: &'c Connection,
+    stmt: *mut rusqlite::ffi::sqlite3_stmt,
+}
+
+impl<'c> StaticInsert<'c> {
+    fn prepare(conn: &'c Connection, sql: &str) -> rusqlite::Result<StaticInsert<'c>> {
+        use rusqlite::ffi;
+        let mut stmt = std::ptr::null_mut();
+        // SAFETY: a live connection handle, a pointer and length of valid
+        // UTF-8, an out-pointer to our own local.
+        let rc = unsafe {
+            ffi::sqlite3_prepare_v3(
+                conn.handle(),
+                sql.as_ptr().cast(),
+                sql.len() as std::ffi::c_int,
+                ffi::SQLITE_PREPARE_PERSISTENT as std::ffi::c_uint,
+                &mut stmt,
+                std::ptr::null_mut(),
+            )
+        };
+        let insert = StaticInsert { conn, stmt };
+        insert.check(rc)?;
+        Ok(insert)
+    }
+
+    /// The connection's error for a failed call.
+    fn check(&self, rc: std::ffi::c_int) -> rusqlite::Result<()> {
+        use rusqlite::ffi;
+        if rc == ffi::SQLITE_OK || rc == ffi::SQLITE_DONE {
+            return Ok(());
+        }
+        // SAFETY: a live connection handle; the message is copied at once.
+        let (code, message) = unsafe {
+            let db = self.conn.handle();
+            let message = std::ffi::CStr::from_ptr(ffi::sqlite3_errmsg(db));
+            (
+                ffi::sqlite3_extended_errcode(db),
+                message.to_string_lossy().into_owned(),
+            )
+        };
+        Err(rusqlite::Error::SqliteFailure(
+            ffi::Error::new(code),
+            Some(message),
+        ))
+    }
+
+    fn bind_int(&mut self, index: std::ffi::c_int, value: i64) -> rusqlite::Result<()> {
+        // SAFETY: our prepared statement.
+        let rc = unsafe { rusqlite::ffi::sqlite3_bind_int64(self.stmt, index, value) };
+        self.check(rc)
+    }
+
+    /// # Safety
+    /// `value` must stay where it is, unchanged, until it is bound again or
+    /// the statement is dropped: SQLite reads it at each [`Self::execute`].
+    unsafe fn bind_text(&mut self, index: std::ffi::c_int, value: &[u8]) -> rusqlite::Result<()> {
+        use rusqlite::ffi;
+        // SAFETY: our prepared statement; `value` as the caller promised;
+        // SQLITE_STATIC: SQLite neither copies nor frees it.
+        let rc = unsafe {
+            ffi::sqlite3_bind_text64(
+                self.stmt,
+                index,
+                value.as_ptr().cast(),
+                value.len() as ffi::sqlite3_uint64,
+                ffi::SQLITE_STATIC(),
+                ffi::SQLITE_UTF8 as std::ffi::c_uchar,
+            )
+        };
+        self.check(rc)
+    }
+
+    /// Runs the statement once (it inserts, so it returns no rows).
+    fn execute(&mut self) -> rusqlite::Result<()> {
+        use rusqlite::ffi;
+        // SAFETY: our prepared statement, with every parameter bound.
+        let rc = unsafe { ffi::sqlite3_step(self.stmt) };
+        // Reset even after an error (the error is the step's, read first).
+        let result = self.check(rc);
+        // SAFETY: as above.
+        unsafe { ffi::sqlite3_reset(self.stmt) };
+        result
+    }
+}
+
+impl Drop for StaticInsert<'_> {
+    fn drop(&mut self) {
+        // SAFETY: our prepared statement, finalized once.
+        unsafe { rusqlite::ffi::sqlite3_finalize(self.stmt) };
+    }
 }
 
 /// When an archive's rows start entering the database (`[queue] pipeline`).
