@@ -124,7 +124,7 @@ pub struct Stats {
 }
 
 /// A message as stored, with the fields of `check --format jsonl` plus status.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct QueuedMessage {
     pub message_id: String,
     pub line: i64,

@@ -882,6 +882,103 @@ mod tests {
 
     /// A panic while the archive is read (a bug) unwinds instead of leaving
     /// the inserting thread waiting for rows, and nothing is queued.
+    /// What is queued is what was staged, value for value, in every pipeline
+    /// mode: rows whose shared values change at different rates (rebound or
+    /// kept bound) and texts of very different sizes, one bigger than the
+    /// spool reader's buffer (which then moves).
+    #[test]
+    fn every_value_is_stored_as_staged() {
+        use chrono::TimeZone;
+        let zones = [
+            chrono_tz::Europe::Moscow,
+            chrono_tz::Asia::Omsk,
+            chrono_tz::Asia::Vladivostok,
+        ];
+        let messages: Vec<Message> = (2..6002u64)
+            .map(|line| {
+                let at = chrono::Utc
+                    .timestamp_opt(1_900_000_000 + (line / 3 % 5 * 3600) as i64, 0)
+                    .unwrap();
+                let text = match line % 1000 {
+                    0 => "ж".repeat(600_000 + line as usize),
+                    n => "x".repeat(n as usize % 300 + 1) + &line.to_string(),
+                };
+                Message {
+                    message_id: format!("{BATCH}:{line}"),
+                    line,
+                    phone: Msisdn::parse(&format!("7903{line:07}")).unwrap(),
+                    sender: Sender::parse(["TESTSMS", "OTHER", "THIRD"][(line / 7 % 3) as usize])
+                        .unwrap(),
+                    text,
+                    encoding: [SmsEncoding::Gsm7, SmsEncoding::Ucs2][(line / 11 % 2) as usize],
+                    segments: (line % 9) as u32 + 1,
+                    send_at: at,
+                    expires_at: at + chrono::Duration::hours((line % 2 + 1) as i64),
+                    timezone: zones[(line / 2 % 3) as usize],
+                }
+            })
+            .collect();
+        for pipeline in [Pipeline::Always, Pipeline::Never] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut queue = SqliteQueue::open(&dir.path().join("queue.db")).unwrap();
+            queue.pipeline = pipeline;
+            queue
+                .stage("g", &mut |sink| {
+                    for m in &messages {
+                        sink.row(&RowOutcome::Accepted(m.clone())).unwrap();
+                    }
+                    summary(messages.len() as u64, None)
+                })
+                .unwrap()
+                .commit()
+                .unwrap();
+            let mut stored = Vec::new();
+            queue
+                .list(Some(BATCH), &mut |q| {
+                    stored.push(q.clone());
+                    Ok(())
+                })
+                .unwrap();
+            assert_eq!(stored.len(), messages.len(), "{pipeline:?}");
+            for (m, q) in messages.iter().zip(&stored) {
+                let want = (
+                    m.message_id.as_str(),
+                    m.line as i64,
+                    m.phone.digits(),
+                    m.sender.as_str(),
+                    m.text.as_str(),
+                    m.encoding.as_str(),
+                    m.segments,
+                    rfc3339(m.send_at),
+                    rfc3339(m.expires_at),
+                    m.timezone.name(),
+                );
+                let got = (
+                    q.message_id.as_str(),
+                    q.line,
+                    q.phone.as_str(),
+                    q.sender.as_str(),
+                    q.text.as_str(),
+                    q.encoding.as_str(),
+                    q.segments,
+                    q.send_at.clone(),
+                    q.expires_at.clone(),
+                    q.timezone.as_str(),
+                );
+                assert!(
+                    want == got,
+                    "{pipeline:?} line {}: {want:?} != {got:?}",
+                    m.line
+                );
+            }
+            let account: String = queue
+                .conn
+                .query_row("SELECT DISTINCT account FROM messages", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(account, "g");
+        }
+    }
+
     #[test]
     fn a_panic_while_reading_does_not_hang() {
         let dir = tempfile::tempdir().unwrap();
