@@ -71,7 +71,6 @@ pub fn ingest(
         let stem = file_name.strip_suffix(".zip").unwrap_or(&file_name);
         let mut csv = ResultsCsv::create(&dir, stem, account.encoding)?;
         let mut fallbacks = Default::default();
-        let mut synced = Ok(());
         let staged = match queue.stage(&account.login, &mut |sink| {
             let mut tee = Tee(sink, &mut csv);
             let mut report = process(
@@ -91,7 +90,7 @@ pub fn ingest(
             // The CSV is whole: made durable now, while the queue's thread may
             // still be storing rows, rather than after (95 MB for 1M rows).
             if report.summary.error.is_none() {
-                synced = csv.sync();
+                csv.sync();
             }
             report.summary
         }) {
@@ -101,9 +100,10 @@ pub fn ingest(
                 return Err(e);
             }
         };
-        // The results could not be written (a full disk): that says nothing
-        // about the archive, so nothing is committed, not even a rejection;
-        // the archive waits for the next poll (dropping `staged` rolls back).
+        // The results could not be written or synced (a full disk): that says
+        // nothing about the archive, so nothing is committed, not even a
+        // rejection; the archive waits for the next poll (dropping `staged`
+        // rolls back).
         if let Some(e) = csv.failure().cloned() {
             csv.abandon();
             return Err(e);
@@ -115,12 +115,7 @@ pub fn ingest(
             return Ok(Report { summary, fallbacks });
         }
         // The CSV is on disk before the commit, so a crash after the commit can
-        // still publish it (see `finish`). A failed fsync is not retried: the
-        // next one may report success for data that never reached the disk.
-        if let Err(e) = synced {
-            csv.abandon();
-            return Err(e);
-        }
+        // still publish it (see `finish`).
         csv.seal()?;
         let commit = Instant::now();
         let summary = staged.commit()?;

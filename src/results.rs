@@ -97,11 +97,14 @@ impl ResultsCsv {
         let (bytes, _, _) = self.encoding.encode(&self.line);
         let result = self.out.write_all(&bytes);
         self.line.clear();
-        result.map_err(|e| {
-            let rejection = internal(&self.part, e);
-            self.failed.get_or_insert_with(|| rejection.clone());
-            rejection
-        })
+        result.map_err(|e| self.fail(e))
+    }
+
+    /// Records the first failed write (see [`Self::failure`]).
+    fn fail(&mut self, e: io::Error) -> Rejection {
+        let rejection = internal(&self.part, e);
+        self.failed.get_or_insert_with(|| rejection.clone());
+        rejection
     }
 
     /// Appends `;` (but before the first field) and the value, quoted when
@@ -124,19 +127,23 @@ impl ResultsCsv {
         }
     }
 
-    /// Why writing the CSV failed, if it did.
+    /// Why writing the CSV failed, if it did (a row, or [`Self::sync`]).
     pub fn failure(&self) -> Option<&Rejection> {
         self.failed.as_ref()
     }
 
     /// Writes out what is buffered and makes it durable (before [`Self::seal`],
-    /// which then finds little left to sync).
-    pub fn sync(&mut self) -> Result<(), Rejection> {
-        self.out.flush().map_err(|e| internal(&self.part, e))?;
-        self.out
-            .get_ref()
-            .sync_all()
-            .map_err(|e| internal(&self.part, e))
+    /// which then finds little left to sync). A failure is kept for
+    /// [`Self::failure`]: a failed fsync is not to be retried, the next one may
+    /// report success for data that never reached the disk.
+    pub fn sync(&mut self) {
+        let result = self
+            .out
+            .flush()
+            .and_then(|()| self.out.get_ref().sync_all());
+        if let Err(e) = result {
+            self.fail(e);
+        }
     }
 
     /// Flushes the finished CSV to disk under its hidden name, so that it
