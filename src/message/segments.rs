@@ -24,7 +24,7 @@ impl SmsEncoding {
 }
 
 /// Septets a character takes in the GSM 7-bit alphabet, `None` if it has none.
-fn gsm_septets(c: char) -> Option<usize> {
+const fn gsm_septets(c: char) -> Option<usize> {
     match c {
         // Basic table, ASCII part: everything printable except ` $ @ [ \ ] ^ _ { | } ~
         // plus LF and CR; '$', '@' and '_' are in the table at other positions.
@@ -43,7 +43,21 @@ fn gsm_septets(c: char) -> Option<usize> {
 pub fn count(text: &str) -> (SmsEncoding, u32) {
     let mut septets = 0usize;
     let mut gsm = true;
-    for c in text.chars() {
+    let mut rest = text;
+    while let Some(&b) = rest.as_bytes().first() {
+        // ASCII (most texts, and the start of most others) by table.
+        if b.is_ascii() {
+            match ASCII_SEPTETS[usize::from(b)] {
+                0 => {
+                    gsm = false;
+                    break;
+                }
+                n => septets += usize::from(n),
+            }
+            rest = &rest[1..];
+            continue;
+        }
+        let c = rest.chars().next().expect("not empty");
         match gsm_septets(c) {
             Some(n) => septets += n,
             None => {
@@ -51,14 +65,34 @@ pub fn count(text: &str) -> (SmsEncoding, u32) {
                 break;
             }
         }
+        rest = &rest[c.len_utf8()..];
     }
     if gsm {
         (SmsEncoding::Gsm7, parts(septets, 160, 153))
     } else {
-        let units = text.encode_utf16().count();
+        // UTF-16 units without decoding: one per character (every byte but a
+        // continuation byte starts one), two for a 4-byte (astral) character.
+        let units: usize = text
+            .bytes()
+            .map(|b| usize::from((b as i8) >= -0x40) + usize::from(b >= 0xF0))
+            .sum();
         (SmsEncoding::Ucs2, parts(units, 70, 67))
     }
 }
+
+/// [`gsm_septets`] of each ASCII character, 0 for none.
+const ASCII_SEPTETS: [u8; 128] = {
+    let mut table = [0u8; 128];
+    let mut b = 0;
+    while b < 128 {
+        table[b] = match gsm_septets(b as u8 as char) {
+            Some(n) => n as u8,
+            None => 0,
+        };
+        b += 1;
+    }
+    table
+};
 
 fn parts(len: usize, single: usize, multi: usize) -> u32 {
     if len <= single {
@@ -109,6 +143,30 @@ mod tests {
     fn astral_characters_take_two_utf16_units() {
         assert_eq!(count(&"😀".repeat(35)), (Ucs2, 1));
         assert_eq!(count(&"😀".repeat(36)), (Ucs2, 2));
+    }
+
+    #[test]
+    fn the_ascii_table_agrees_with_the_alphabet() {
+        for b in 0..128u8 {
+            let by_char = gsm_septets(char::from(b)).unwrap_or(0);
+            assert_eq!(usize::from(ASCII_SEPTETS[usize::from(b)]), by_char, "{b}");
+        }
+    }
+
+    #[test]
+    fn utf16_units_are_counted_from_bytes() {
+        for text in [
+            "ж",
+            "жa€",
+            "😀ж",
+            "ab\u{7ff}\u{800}\u{ffff}\u{10000}",
+            "\u{10ffff}`",
+        ] {
+            let expected = text.encode_utf16().count();
+            let (encoding, parts) = count(&text.repeat(80));
+            assert_eq!(encoding, Ucs2, "{text}");
+            assert_eq!(parts, super::parts(expected * 80, 70, 67), "{text}");
+        }
     }
 
     #[test]
