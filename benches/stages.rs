@@ -163,7 +163,7 @@ fn message(i: usize, phone: &str) -> Message {
     let text = format!("Здравствуйте, Иван Петрович! Ваш заказ {i} готов к выдаче.");
     let (encoding, segments) = segments::count(&text);
     Message {
-        message_id: format!("guest_20261123070000:{}", i + 2),
+        batch: "guest_20261123070000".into(),
         line: i as u64 + 2,
         phone: Msisdn::parse(phone).unwrap(),
         sender: Sender::parse("TESTSMS").unwrap(),

@@ -113,7 +113,11 @@ impl ResultsCsv {
         if !line.is_empty() {
             line.push(';');
         }
-        if value.contains([';', '"', '\r', '\n']) {
+        // By bytes: these are ASCII, and a char pattern decodes UTF-8.
+        if value
+            .bytes()
+            .any(|b| matches!(b, b';' | b'"' | b'\r' | b'\n'))
+        {
             line.push('"');
             for (i, part) in value.split('"').enumerate() {
                 if i > 0 {
@@ -176,7 +180,8 @@ impl RowSink for ResultsCsv {
                 let _ = write!(line, "{}", m.line);
                 Self::field(line, m.phone.digits());
                 line.push_str(";accepted;;");
-                Self::field(line, &m.message_id);
+                // `<batch>:<line>` needs no quoting: a batch name has no ';'.
+                let _ = write!(line, ";{}:{}", m.batch, m.line);
                 Self::field(line, self.send_at.text(m.send_at));
                 Self::field(line, self.expires_at.text(m.expires_at));
                 Self::field(line, m.timezone.name());

@@ -74,7 +74,7 @@ pub fn read(
     let (header, mut records) = open_csv(archive, entry, ctx, "TELRN_LONG")?;
     let columns = Columns::from_header(&header)?;
     let builder = Builder {
-        batch: ctx.batch,
+        batch: ctx.batch.as_str().into(),
         account: ctx.account,
         zones: ctx.zones,
         now: ctx.now,

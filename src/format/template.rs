@@ -160,7 +160,7 @@ pub fn read_contacts(
     let senddate_col = header.find("senddate")?;
     let compiled = Template::compile(&template.message, &header.names);
     let builder = Builder {
-        batch: ctx.batch,
+        batch: ctx.batch.as_str().into(),
         account: ctx.account,
         zones: ctx.zones,
         now: ctx.now,

@@ -13,8 +13,8 @@ pub mod substitute;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use chrono_tz::Tz;
+use std::sync::Arc;
 
-use crate::batch::BatchId;
 use crate::config::AccountConfig;
 use crate::error::{ErrorCode, Rejection, shown};
 use crate::zone::{Fallback, ZoneResolver};
@@ -26,8 +26,10 @@ use sender::Sender;
 /// An accepted message, ready for the queue (SPEC §8).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
-    /// `<batch>:<line>`: stable, so a re-run can never queue a row twice.
-    pub message_id: String,
+    /// With `line`, the message id `<batch>:<line>` ([`Message::message_id`]):
+    /// stable, so a re-run can never queue a row twice. Shared by the rows of
+    /// an archive rather than formatted for each.
+    pub batch: Arc<str>,
     pub line: u64,
     pub phone: Msisdn,
     pub sender: Sender,
@@ -38,6 +40,13 @@ pub struct Message {
     pub expires_at: DateTime<Utc>,
     /// The zone the senddate was read in (the account's when there was none).
     pub timezone: Tz,
+}
+
+impl Message {
+    /// `<batch>:<line>`.
+    pub fn message_id(&self) -> String {
+        format!("{}:{}", self.batch, self.line)
+    }
 }
 
 /// What became of one data row.
@@ -73,7 +82,7 @@ pub struct RowInput<'a> {
 
 /// Settings shared by every row of one archive.
 pub struct Builder<'a> {
-    pub batch: &'a BatchId,
+    pub batch: Arc<str>,
     pub account: &'a AccountConfig,
     pub zones: &'a dyn ZoneResolver,
     pub now: DateTime<Utc>,
@@ -149,7 +158,7 @@ impl Builder<'_> {
         };
         let (encoding, segments) = segments::count(row.text);
         let message = Message {
-            message_id: format!("{}:{}", self.batch, row.line),
+            batch: self.batch.clone(),
             line: row.line,
             phone,
             sender: self.sender.clone(),

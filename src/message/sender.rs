@@ -3,9 +3,11 @@
 //! case-sensitively against the account's approved list.
 
 use std::fmt;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Sender(String);
+/// Shared (`Arc`): every message of an archive carries its sender.
+pub struct Sender(Arc<str>);
 
 impl Sender {
     /// Validates the form of a sender; the error says why it is not one.
@@ -15,7 +17,7 @@ impl Sender {
         }
         if s.bytes().all(|b| b.is_ascii_digit()) {
             return if s.len() <= 15 {
-                Ok(Sender(s.to_owned()))
+                Ok(Sender(s.into()))
             } else {
                 Err("a numeric sender has at most 15 digits")
             };
@@ -26,7 +28,7 @@ impl Sender {
         if s.len() > 11 {
             return Err("an alphanumeric sender has at most 11 characters");
         }
-        Ok(Sender(s.to_owned()))
+        Ok(Sender(s.into()))
     }
 
     pub fn as_str(&self) -> &str {

@@ -70,10 +70,7 @@ impl Spool {
     }
 
     fn put(&mut self, m: &Message) {
-        let batch = m
-            .message_id
-            .rsplit_once(':')
-            .map_or(m.message_id.as_str(), |(batch, _)| batch);
+        let batch = &*m.batch;
         // In the order of the bits of `changed`.
         let values: [&[u8]; REPEATED] = [
             batch.as_bytes(),
@@ -560,10 +557,12 @@ mod tests {
                     _ => format!("text {line}"),
                 };
                 Message {
-                    message_id: format!(
-                        "g_{}:{line}",
-                        if line < 2500 { "20261123070000" } else { "x" }
-                    ),
+                    batch: if line < 2500 {
+                        "g_20261123070000"
+                    } else {
+                        "g_x"
+                    }
+                    .into(),
                     line,
                     phone: Msisdn::parse(&format!("7903{:07}", line)).unwrap(),
                     sender: Sender::parse(if line % 11 == 0 { "OTHER" } else { "TESTSMS" })
@@ -645,7 +644,7 @@ mod tests {
             assert_eq!(segments, i64::from(m.segments));
             assert_eq!(phone, m.phone.digits());
             assert_eq!(text, m.text);
-            let batch = m.message_id.rsplit_once(':').unwrap().0;
+            let batch = &*m.batch;
             assert_eq!(
                 values,
                 [

@@ -743,7 +743,7 @@ mod tests {
 
     fn message_with(line: u64, text: &str) -> RowOutcome {
         RowOutcome::Accepted(Message {
-            message_id: format!("{BATCH}:{line}"),
+            batch: BATCH.into(),
             line,
             phone: Msisdn::parse("79031234567").unwrap(),
             sender: Sender::parse("TESTSMS").unwrap(),
@@ -867,7 +867,7 @@ mod tests {
                 let RowOutcome::Accepted(mut m) = message(2) else {
                     unreachable!()
                 };
-                m.message_id = "g_20261123080000:2".into();
+                m.batch = "g_20261123080000".into();
                 sink.row(&RowOutcome::Accepted(m)).unwrap();
                 Summary {
                     batch: "g_20261123080000".into(),
@@ -902,7 +902,7 @@ mod tests {
                     n => "x".repeat(n as usize % 300 + 1) + &line.to_string(),
                 };
                 Message {
-                    message_id: format!("{BATCH}:{line}"),
+                    batch: BATCH.into(),
                     line,
                     phone: Msisdn::parse(&format!("7903{line:07}")).unwrap(),
                     sender: Sender::parse(["TESTSMS", "OTHER", "THIRD"][(line / 7 % 3) as usize])
@@ -940,7 +940,7 @@ mod tests {
             assert_eq!(stored.len(), messages.len(), "{pipeline:?}");
             for (m, q) in messages.iter().zip(&stored) {
                 let want = (
-                    m.message_id.as_str(),
+                    m.message_id(),
                     m.line as i64,
                     m.phone.digits(),
                     m.sender.as_str(),
@@ -952,7 +952,7 @@ mod tests {
                     m.timezone.name(),
                 );
                 let got = (
-                    q.message_id.as_str(),
+                    q.message_id.clone(),
                     q.line,
                     q.phone.as_str(),
                     q.sender.as_str(),
