@@ -92,16 +92,35 @@ pub fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// The last instant formatted as RFC 3339 text, kept for the next row.
+/// Instants formatted as RFC 3339 text, kept for the next rows.
 #[derive(Default)]
-pub struct TimeText(Option<(DateTime<Utc>, String)>);
+pub struct TimeText {
+    /// The last few instants and their text: with `localtime=1` consecutive
+    /// rows alternate between the zones' instants (eleven for Russia).
+    seen: Vec<(DateTime<Utc>, String)>,
+    /// The entry replaced next when `seen` is full.
+    next: usize,
+}
+
+/// Instants [`TimeText`] keeps.
+const TIME_TEXTS: usize = 32;
 
 impl TimeText {
     pub fn text(&mut self, t: DateTime<Utc>) -> &str {
-        if self.0.as_ref().is_none_or(|(at, _)| *at != t) {
-            self.0 = Some((t, rfc3339(t)));
-        }
-        &self.0.as_ref().expect("just set").1
+        let i = match self.seen.iter().position(|(at, _)| *at == t) {
+            Some(i) => i,
+            None if self.seen.len() < TIME_TEXTS => {
+                self.seen.push((t, rfc3339(t)));
+                self.seen.len() - 1
+            }
+            None => {
+                let i = self.next;
+                self.next = (i + 1) % TIME_TEXTS;
+                self.seen[i] = (t, rfc3339(t));
+                i
+            }
+        };
+        &self.seen[i].1
     }
 }
 
@@ -112,6 +131,26 @@ mod tests {
 
     fn utc(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn time_text_is_the_text_of_the_instant_asked_for() {
+        let mut texts = TimeText::default();
+        let base = utc("2030-06-01T07:00:00Z");
+        // More instants than are kept, asked for again in another order.
+        let instants: Vec<_> = (0..TIME_TEXTS as i64 + 5)
+            .map(|h| base + chrono::Duration::hours(h))
+            .collect();
+        for round in 0..3 {
+            for (n, t) in instants.iter().enumerate() {
+                let t = if round == 1 {
+                    instants[instants.len() - 1 - n]
+                } else {
+                    *t
+                };
+                assert_eq!(texts.text(t), rfc3339(t));
+            }
+        }
     }
 
     #[test]
