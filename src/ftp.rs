@@ -347,28 +347,6 @@ impl Landing {
 /// Bytes of an upload gathered before each write to disk.
 const UPLOAD_CHUNK: usize = 1 << 18;
 
-/// Asks the kernel to start writing a chunk to disk now, without waiting, so
-/// the fsync at the end of an upload finds little left to do: the disk works
-/// while the network delivers the rest.
-fn start_writeback(file: &std::fs::File, offset: u64, len: usize) {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        // SAFETY: a valid open descriptor and a plain range; the call only
-        // schedules writeback and reads no memory of ours.
-        unsafe {
-            libc::sync_file_range(
-                file.as_raw_fd(),
-                offset as libc::off64_t,
-                len as libc::off64_t,
-                libc::SYNC_FILE_RANGE_WRITE,
-            );
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = (file, offset, len);
-}
-
 /// The result of a blocking write task.
 async fn joined<T>(task: tokio::task::JoinHandle<std::io::Result<T>>) -> std::io::Result<T> {
     task.await.unwrap_or_else(|e| Err(std::io::Error::other(e)))
@@ -551,7 +529,8 @@ impl StorageBackend<FtpUser> for Landing {
                 writing = Some(tokio::task::spawn_blocking(move || {
                     f.write_all(&chunk)?;
                     if sync {
-                        start_writeback(&f, offset, chunk.len());
+                        // The disk works while the network delivers the rest.
+                        crate::writeback::start(&f, offset, chunk.len() as u64);
                     }
                     Ok((f, chunk))
                 }));

@@ -54,4 +54,5 @@ pub mod queue;
 pub mod results;
 pub mod serve;
 pub mod text;
+pub mod writeback;
 pub mod zone;

@@ -23,6 +23,7 @@ use crate::message::schedule::rfc3339;
 use crate::process::{RowSink, Summary};
 use crate::queue::spool::{Progress, Tail, changed, spool_pipelined};
 use crate::queue::{Queue, QueuedMessage, StagedBatch, Stats, internal};
+use crate::writeback::Writeback;
 
 /// Version of the schema below (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = 3;
@@ -103,6 +104,15 @@ pub struct SqliteQueue {
     /// Where staged rows are spooled: the database's own folder, on disk (not
     /// a tmpfs /tmp, which would be memory).
     spool_dir: std::path::PathBuf,
+    /// The database file and its WAL, written back early while a batch is
+    /// stored, committed and checkpointed ([`Writeback`]).
+    files: [std::path::PathBuf; 2],
+}
+
+fn files(db: &Path) -> [std::path::PathBuf; 2] {
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    [db.to_owned(), wal.into()]
 }
 
 fn spool_dir(db: &Path) -> std::path::PathBuf {
@@ -184,6 +194,7 @@ impl SqliteQueue {
             conn,
             pipeline: Pipeline::Auto,
             spool_dir: spool_dir(path),
+            files: files(path),
         })
     }
 
@@ -205,6 +216,7 @@ impl SqliteQueue {
             conn,
             pipeline: Pipeline::Auto,
             spool_dir: spool_dir(path),
+            files: files(path),
         }))
     }
 }
@@ -241,6 +253,8 @@ impl Queue for SqliteQueue {
         process: &mut dyn FnMut(&mut dyn RowSink) -> Summary,
     ) -> Result<Box<dyn StagedBatch + 'q>, Rejection> {
         let pipeline = self.pipeline;
+        // The WAL is written back as it grows, until the commit's fsync.
+        let writeback = Writeback::start(self.files.to_vec());
         let conn = &mut self.conn;
         // The connection goes to the inserting thread and comes back with the
         // transaction open (or not).
@@ -257,6 +271,7 @@ impl Queue for SqliteQueue {
             },
             account: account.to_owned(),
             summary,
+            _writeback: writeback,
         }))
     }
 
@@ -288,6 +303,8 @@ impl Queue for SqliteQueue {
     }
 
     fn tidy(&self) {
+        // The database file is written back while the checkpoint copies.
+        let _writeback = Writeback::start(self.files.to_vec());
         // PASSIVE: copy what no reader still needs, wait for no one.
         if let Err(e) = self
             .conn
@@ -419,6 +436,8 @@ struct Staged<'q> {
     tx: OpenTx<'q>,
     account: String,
     summary: Summary,
+    /// Until the commit (or the rollback).
+    _writeback: Writeback,
 }
 
 impl StagedBatch for Staged<'_> {
@@ -431,6 +450,7 @@ impl StagedBatch for Staged<'_> {
             mut tx,
             account,
             summary,
+            _writeback,
         } = *self;
         if summary.error.is_some() || !tx.open {
             // Rejected as a whole: nothing is queued (dropping `tx` rolls back).
