@@ -48,7 +48,7 @@ pub struct Options<'a> {
     pub idle_secs: u64,
     /// Lines added to the `[ftp]` section.
     pub ftp_extra: String,
-    /// Passive ports beyond the first (for many transfers at once).
+    /// Passive ports beyond the first (more for many transfers at once).
     pub passive_span: u16,
     /// Lines added to the `[queue]` section.
     pub queue_extra: String,
@@ -70,7 +70,11 @@ impl Default for Options<'_> {
         Options {
             idle_secs: 30,
             ftp_extra: String::new(),
-            passive_span: 0,
+            // Five ports, not one: with a single port, a PASV that came while
+            // the port was still bound (the last transfer's listener, or a
+            // client's ephemeral port) failed all libunftp's bind retries, and
+            // curl exited 13 ("weird PASV reply") once in a CI run.
+            passive_span: 4,
             queue_extra: String::new(),
             extra: "",
             account_extra: "",
