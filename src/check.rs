@@ -67,7 +67,7 @@ impl<'a> RowJson<'a> {
                 status: "accepted",
                 code: None,
                 message: None,
-                message_id: Some(m.message_id()),
+                message_id: Some(m.message_id().to_string()),
                 sender: Some(m.sender.as_str()),
                 text: Some(&m.text),
                 encoding: Some(m.encoding.as_str()),

@@ -181,7 +181,7 @@ impl RowSink for ResultsCsv {
                 Self::field(line, m.phone.digits());
                 line.push_str(";accepted;;");
                 // `<batch>:<line>` needs no quoting: a batch name has no ';'.
-                let _ = write!(line, ";{}:{}", m.batch, m.line);
+                let _ = write!(line, ";{}", m.message_id());
                 Self::field(line, self.send_at.text(m.send_at));
                 Self::field(line, self.expires_at.text(m.expires_at));
                 Self::field(line, m.timezone.name());

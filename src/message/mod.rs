@@ -43,9 +43,23 @@ pub struct Message {
 }
 
 impl Message {
-    /// `<batch>:<line>`.
-    pub fn message_id(&self) -> String {
-        format!("{}:{}", self.batch, self.line)
+    pub fn message_id(&self) -> MessageId<'_> {
+        MessageId {
+            batch: &self.batch,
+            line: self.line,
+        }
+    }
+}
+
+/// `<batch>:<line>`, written where it is shown rather than kept per row.
+pub struct MessageId<'a> {
+    batch: &'a str,
+    line: u64,
+}
+
+impl std::fmt::Display for MessageId<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.batch, self.line)
     }
 }
 

@@ -960,7 +960,7 @@ mod tests {
             assert_eq!(stored.len(), messages.len(), "{pipeline:?}");
             for (m, q) in messages.iter().zip(&stored) {
                 let want = (
-                    m.message_id(),
+                    m.message_id().to_string(),
                     m.line as i64,
                     m.phone.digits(),
                     m.sender.as_str(),
