@@ -503,6 +503,43 @@ fn oversized_uploads_are_refused() {
     assert_eq!(left, ["results"], "no part file, no archive");
 }
 
+/// A write failing while an upload arrives (a full disk, simulated with
+/// RLIMIT_FSIZE) fails the upload: no 226, nothing lands, no part file is
+/// left; the next upload that fits goes through.
+#[test]
+fn a_failed_write_fails_the_upload() {
+    if !have("curl") {
+        return;
+    }
+    let server = Server::start_opts(
+        Env::new(),
+        Options {
+            file_size_limit: Some(2 << 20),
+            ..Options::default()
+        },
+    );
+    // Many chunks, most of them past the limit.
+    let big = server.local("guest_20261123070000.zip", &vec![b'x'; 6 << 20]);
+    assert_ne!(
+        curl(&["-T", big.to_str().unwrap(), &server.url("guest", "")]),
+        0
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let left: Vec<_> = std::fs::read_dir(server.home("guest"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(left, ["results"], "no part file, no archive");
+    let small = server.local("guest_20261123070001.zip", &sample("after"));
+    assert_eq!(
+        curl(&["-T", small.to_str().unwrap(), &server.url("guest", "")]),
+        0
+    );
+    let result = server.result("guest", "guest_20261123070001");
+    assert_eq!(result["status"], "accepted", "{result}");
+    assert_eq!(server.queued(), 1);
+}
+
 /// A huge archive of one account does not hold another account back.
 #[test]
 fn accounts_are_processed_side_by_side() {
