@@ -624,14 +624,6 @@ fn is_valid_login(login: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-/// The argon2id PHC string for `password`, with a fresh random salt.
-pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error> {
-    use argon2::PasswordHasher;
-    Ok(argon2::Argon2::default()
-        .hash_password(password.as_bytes())?
-        .to_string())
-}
-
 /// What smsdrop would run with, for `smsdrop config check` (no secrets).
 pub fn describe(config: &Config, registry_ranges: usize) -> String {
     use std::fmt::Write;
@@ -738,18 +730,6 @@ pub fn describe(config: &Config, registry_ranges: usize) -> String {
         );
     }
     s
-}
-
-/// Does `password` match the PHC string `hash`?
-pub fn verify_password(password: &str, hash: &str) -> bool {
-    use argon2::PasswordVerifier;
-    argon2::password_hash::phc::PasswordHash::new(hash)
-        .map(|parsed| {
-            argon2::Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
-        })
-        .unwrap_or(false)
 }
 
 #[cfg(test)]
@@ -940,7 +920,7 @@ mod tests {
 
     #[test]
     fn hash_password_makes_an_argon2id_phc_string() {
-        let hash = hash_password("secret").unwrap();
+        let hash = crate::password::hash("secret").unwrap();
         assert!(hash.starts_with("$argon2id$"));
         assert!(with_account("", "").is_ok());
         let text =

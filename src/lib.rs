@@ -48,6 +48,7 @@ pub mod http;
 pub mod ingest;
 pub mod message;
 pub mod metrics;
+pub mod password;
 pub mod poller;
 pub mod process;
 pub mod queue;

@@ -285,7 +285,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let password = password.strip_suffix('\n').unwrap_or(&password);
             let password = password.strip_suffix('\r').unwrap_or(password);
             anyhow::ensure!(!password.is_empty(), "the password is empty");
-            println!("{}", smsdrop::config::hash_password(password)?);
+            println!("{}", smsdrop::password::hash(password)?);
             Ok(ExitCode::SUCCESS)
         }
     }
