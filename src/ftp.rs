@@ -360,7 +360,9 @@ const UPLOAD_CHUNK: usize = 1 << 18;
 /// double buffer this replaced), each `sync_file_range` that waited for a
 /// full device queue stopped the reading: 200 MB uploads with fsync went
 /// 786–1,096 → 1,287–1,432 MB/s in rotating runs against the same server
-/// with one (tools/bench_ftp.sh's method).
+/// with one (tools/bench_ftp.sh's method). An upload in progress holds at
+/// most IN_FLIGHT + 2 chunks (2.5 MiB; the kernel's socket buffer may hold
+/// a few MiB more), so `max_sessions` bounds the total.
 const IN_FLIGHT: usize = 8;
 
 /// The result of a blocking write task.
