@@ -632,29 +632,19 @@ mod tests {
                 m
             })
             .collect();
-        let (_, (back, spooled, allocated)) = spool_pipelined(
-            dir.path(),
-            &mut |sink| {
-                for m in &messages {
-                    sink.row(&RowOutcome::Accepted(m.clone())).unwrap();
-                }
-                summary(messages.len() as u64)
-            },
-            |tail| {
-                let mut back = Vec::new();
-                while let Some(row) = tail.next_row().unwrap() {
-                    back.push(row.text.to_vec());
-                }
-                let file = &tail.reader.input.file;
-                let allocated = std::os::unix::fs::MetadataExt::blocks(&file.metadata().unwrap());
-                (
-                    back,
-                    tail.shared.bytes.load(Ordering::Acquire),
-                    allocated * 512,
-                )
-            },
-        )
-        .unwrap();
+        let (back, spooled, allocated) = spool_all(dir.path(), &messages, |tail| {
+            let mut back = Vec::new();
+            while let Some(row) = tail.next_row().unwrap() {
+                back.push(row.text.to_vec());
+            }
+            let file = &tail.reader.input.file;
+            let allocated = std::os::unix::fs::MetadataExt::blocks(&file.metadata().unwrap());
+            (
+                back,
+                tail.shared.bytes.load(Ordering::Acquire),
+                allocated * 512,
+            )
+        });
         assert_eq!(back.len(), messages.len());
         for (m, text) in messages.iter().zip(back) {
             assert!(text == m.text.as_bytes(), "line {}", m.line);
@@ -666,66 +656,73 @@ mod tests {
         );
     }
 
-    fn summary(rows: u64) -> Summary {
-        Summary {
-            batch: "g_20261123070000".into(),
-            status: Status::Accepted,
-            format: None,
-            rows,
-            accepted: rows,
-            rejected: 0,
-            error: None,
-            received_at: Utc::now(),
-            processed_at: Utc::now(),
-        }
+    /// Spools `messages` as accepted rows while `consume` reads them back.
+    fn spool_all<T: Send>(
+        dir: &std::path::Path,
+        messages: &[Message],
+        consume: impl FnOnce(&mut Tail) -> T + Send,
+    ) -> T {
+        let rows = messages.len() as u64;
+        let (_, out) = spool_pipelined(
+            dir,
+            &mut |sink| {
+                for m in messages {
+                    sink.row(&RowOutcome::Accepted(m.clone())).unwrap();
+                }
+                Summary {
+                    batch: "g_20261123070000".into(),
+                    status: Status::Accepted,
+                    format: None,
+                    rows,
+                    accepted: rows,
+                    rejected: 0,
+                    error: None,
+                    received_at: Utc::now(),
+                    processed_at: Utc::now(),
+                }
+            },
+            consume,
+        )
+        .unwrap();
+        out
     }
 
     #[test]
     fn rows_come_back_as_spooled_with_what_changed() {
         let dir = tempfile::tempdir().unwrap();
         let messages = rows();
-        let (_, back) = spool_pipelined(
-            dir.path(),
-            &mut |sink| {
-                for m in &messages {
-                    sink.row(&RowOutcome::Accepted(m.clone())).unwrap();
-                }
-                summary(messages.len() as u64)
-            },
-            |tail| {
-                let mut back = Vec::new();
-                let mut before: Option<[Vec<u8>; REPEATED]> = None;
-                while let Some(row) = tail.next_row().unwrap() {
-                    let values = [
-                        row.batch,
-                        row.sender,
-                        row.encoding,
-                        row.send_at,
-                        row.expires_at,
-                        row.timezone,
-                    ]
-                    .map(<[u8]>::to_vec);
-                    // `changed` has exactly the bits of the values that differ.
-                    let mut want = 0;
-                    for (bit, value) in values.iter().enumerate() {
-                        if before.as_ref().is_none_or(|b| b[bit] != *value) {
-                            want |= 1 << bit;
-                        }
+        let back = spool_all(dir.path(), &messages, |tail| {
+            let mut back = Vec::new();
+            let mut before: Option<[Vec<u8>; REPEATED]> = None;
+            while let Some(row) = tail.next_row().unwrap() {
+                let values = [
+                    row.batch,
+                    row.sender,
+                    row.encoding,
+                    row.send_at,
+                    row.expires_at,
+                    row.timezone,
+                ]
+                .map(<[u8]>::to_vec);
+                // `changed` has exactly the bits of the values that differ.
+                let mut want = 0;
+                for (bit, value) in values.iter().enumerate() {
+                    if before.as_ref().is_none_or(|b| b[bit] != *value) {
+                        want |= 1 << bit;
                     }
-                    assert_eq!(row.changed, want, "line {}", row.line);
-                    back.push((
-                        row.line,
-                        row.segments,
-                        String::from_utf8(row.phone.to_vec()).unwrap(),
-                        String::from_utf8(row.text.to_vec()).unwrap(),
-                        values.clone().map(|v| String::from_utf8(v).unwrap()),
-                    ));
-                    before = Some(values);
                 }
-                back
-            },
-        )
-        .unwrap();
+                assert_eq!(row.changed, want, "line {}", row.line);
+                back.push((
+                    row.line,
+                    row.segments,
+                    String::from_utf8(row.phone.to_vec()).unwrap(),
+                    String::from_utf8(row.text.to_vec()).unwrap(),
+                    values.clone().map(|v| String::from_utf8(v).unwrap()),
+                ));
+                before = Some(values);
+            }
+            back
+        });
         assert_eq!(back.len(), messages.len());
         for (m, (line, segments, phone, text, values)) in messages.iter().zip(back) {
             assert_eq!(line, m.line as i64);
