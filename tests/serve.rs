@@ -592,17 +592,25 @@ guest.quit()
 
 /// A burst of logins does not take a burst of memory: each argon2id
 /// verification fills 19 MiB, and they take turns, as many at once as there
-/// are cores. Without the turns, 40 logins at once peaked at ~800 MB (100 at
+/// are cores. Without the turns, 40 logins at once peaked at 537 MB (100 at
 /// 1.5 GB) and took longer.
 #[test]
 fn a_burst_of_logins_takes_turns() {
     if !have("python3") {
         return;
     }
+    // Turns are as many as the cores: the bound allows each its 19 MiB, the
+    // logins are enough that all at once would take several times more.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let logins = (4 * cores).max(40);
+    let bound_kib = (120 + 20 * cores) << 10;
     let server = Server::start_opts(
         Env::new(),
         Options {
-            ftp_extra: "max_sessions_per_ip = 60\n".into(),
+            ftp_extra: format!(
+                "max_sessions = {0}\nmax_sessions_per_ip = {0}\n",
+                logins + 10
+            ),
             ..Options::default()
         },
     );
@@ -623,17 +631,17 @@ for t in threads:
     t.join()
 print(len(ok))
 "#;
-    let logged_in = python(script, &[server.port.to_string(), "40".into()]);
-    assert_eq!(logged_in.trim(), "40");
+    let logged_in = python(script, &[server.port.to_string(), logins.to_string()]);
+    assert_eq!(logged_in.trim(), logins.to_string());
     let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap();
-    let peak_kib: u64 = status
+    let peak_kib: usize = status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap();
     assert!(
-        peak_kib < 300 << 10,
-        "peak RSS {peak_kib} KiB after 40 logins at once"
+        peak_kib < bound_kib,
+        "peak RSS {peak_kib} KiB after {logins} logins at once ({cores} cores)"
     );
 }
 
