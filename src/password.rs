@@ -24,7 +24,10 @@ pub fn hash(password: &str) -> Result<String, argon2::password_hash::Error> {
 /// Verifications worth running at once: each keeps a core busy, so more only
 /// add memory (an FTP login waits for its turn, see `ftp::Accounts`).
 pub fn parallel() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get())
+    // Asked once: on Linux the answer reads the cgroup's CPU quota files,
+    // which `verify` would otherwise do at every login.
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
 }
 
 /// Memory of finished verifications, at most [`parallel`] of them.
