@@ -16,8 +16,8 @@ use serde::Serialize;
 
 use crate::config::{AccountConfig, Config};
 use crate::error::{ErrorCode, Rejection};
-use crate::message::RowOutcome;
 use crate::message::schedule::rfc3339;
+use crate::message::{MessageId, RowOutcome};
 use crate::process::{Job, Report, RowSink, Status, Summary, process};
 use crate::zone::{Fallback, ZoneResolver};
 
@@ -48,7 +48,7 @@ pub struct RowJson<'a> {
     pub status: &'static str,
     pub code: Option<ErrorCode>,
     pub message: Option<&'a str>,
-    pub message_id: Option<String>,
+    pub message_id: Option<MessageId<'a>>,
     pub sender: Option<&'a str>,
     pub text: Option<&'a str>,
     pub encoding: Option<&'static str>,
@@ -67,7 +67,7 @@ impl<'a> RowJson<'a> {
                 status: "accepted",
                 code: None,
                 message: None,
-                message_id: Some(m.message_id().to_string()),
+                message_id: Some(m.message_id()),
                 sender: Some(m.sender.as_str()),
                 text: Some(&m.text),
                 encoding: Some(m.encoding.as_str()),

@@ -63,6 +63,13 @@ impl std::fmt::Display for MessageId<'_> {
     }
 }
 
+/// As its text (`check --format jsonl`), written without a `String` per row.
+impl serde::Serialize for MessageId<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
 /// What became of one data row.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RowOutcome {
