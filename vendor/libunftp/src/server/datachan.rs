@@ -27,7 +27,7 @@ where
     User: UserDetail,
 {
     pub user: Arc<Option<User>>,
-    pub socket: TcpStream,
+    pub socket: IdleTimeout<TcpStream>,
     pub control_msg_tx: Sender<ControlChanMsg>,
     pub storage: Arc<Storage>,
     pub cwd: PathBuf,
@@ -39,6 +39,7 @@ where
 
 use std::fmt;
 use std::pin::Pin;
+use std::future::Future;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -108,8 +109,10 @@ where
     async fn execute(mut self, session_arc: SharedSession<Storage, User>) {
         let mut data_cmd_rx = self.data_cmd_rx.take().unwrap();
         let mut data_abort_rx = self.data_abort_rx.take().unwrap();
-        let mut timeout_delay = Box::pin(tokio::time::sleep(std::time::Duration::from_secs(5 * 60)));
-        // TODO: Use configured timeout
+        // smsdrop: the session's idle timeout (was a fixed 5 minutes, during
+        // which the control channel's own idle timeout was suspended).
+        let idle = self.socket.timeout;
+        let mut timeout_delay = Box::pin(tokio::time::sleep(idle));
         tokio::select! {
             Some(command) = data_cmd_rx.recv() => {
                 let session = session_arc.lock().await;
@@ -168,7 +171,10 @@ where
     async fn exec_retr(self, path: String, start_pos: u64) {
         let path = self.cwd.join(path);
         let tx: Sender<ControlChanMsg> = self.control_msg_tx.clone();
-        let mut output = Self::writer(self.socket, self.ftps_mode, "retr").await;
+        let mut output = match Self::writer(self.socket, self.ftps_mode, "retr").await {
+            Ok(output) => output,
+            Err(err) => return Self::not_opened(&self.logger, &tx, err).await,
+        };
 
         let start_time = Instant::now();
         let result = self
@@ -264,12 +270,16 @@ where
         let path = self.cwd.join(path);
         let tx = self.control_msg_tx.clone();
 
+        let input = match Self::reader(self.socket, self.ftps_mode, "stor").await {
+            Ok(input) => input,
+            Err(err) => return Self::not_opened(&self.logger, &tx, err).await,
+        };
         let start_time = Instant::now();
         let put_result = self
             .storage
             .put(
                 (*self.user).as_ref().unwrap(),
-                Self::reader(self.socket, self.ftps_mode, "stor").await,
+                input,
                 path.clone(),
                 start_pos,
             )
@@ -329,12 +339,16 @@ where
             Err(_) => 0,
         };
 
+        let input = match Self::reader(self.socket, self.ftps_mode, "appe").await {
+            Ok(input) => input,
+            Err(err) => return Self::not_opened(&self.logger, &tx, err).await,
+        };
         let start_time = Instant::now();
         let put_result = self
             .storage
             .put(
                 (*self.user).as_ref().unwrap(),
-                Self::reader(self.socket, self.ftps_mode, "appe").await,
+                input,
                 path.clone(),
                 start_pos,
             )
@@ -381,7 +395,10 @@ where
     async fn exec_list_variant(self, path: Option<String>, command: ListCommand) {
         let path = self.resolve_path(path);
         let tx = self.control_msg_tx.clone();
-        let mut output = Self::writer(self.socket, self.ftps_mode.clone(), command.as_lower_str()).await;
+        let mut output = match Self::writer(self.socket, self.ftps_mode.clone(), command.as_lower_str()).await {
+            Ok(output) => output,
+            Err(err) => return Self::not_opened(&self.logger, &tx, err).await,
+        };
 
         let start_time = Instant::now();
 
@@ -441,6 +458,10 @@ where
 
                         let err = Error::from(e);
                         categorize_and_register_error(&self.logger, &err, command.as_lower_str());
+                        // smsdrop: the client waits for a reply after its 150.
+                        if let Err(err) = tx.send(ControlChanMsg::ConnectionReset).await {
+                            slog::error!(self.logger, "Could not notify control channel of failed {}: {:?}", command.as_str(), err);
+                        }
                     }
                 }
             }
@@ -469,7 +490,10 @@ where
     async fn exec_mlsd(self, path: Option<String>) {
         let path = self.resolve_path(path);
         let tx = self.control_msg_tx.clone();
-        let mut output = Self::writer(self.socket, self.ftps_mode.clone(), "mlsd").await;
+        let mut output = match Self::writer(self.socket, self.ftps_mode.clone(), "mlsd").await {
+            Ok(output) => output,
+            Err(err) => return Self::not_opened(&self.logger, &tx, err).await,
+        };
 
         let start_time = Instant::now();
 
@@ -560,37 +584,40 @@ where
         }
     }
 
-    #[tracing_attributes::instrument]
-    async fn writer(socket: TcpStream, ftps_mode: FtpsConfig, command: &'static str) -> Box<dyn AsyncWrite + Send + Unpin + Sync> {
-        match ftps_mode {
-            FtpsConfig::Off => Box::new(MeasuringWriter::new(socket, command)) as Box<dyn AsyncWrite + Send + Unpin + Sync>,
-            FtpsConfig::Building { .. } => panic!("Illegal state"),
-            FtpsConfig::On { tls_config } => {
-                let io = async move {
-                    let acceptor: TlsAcceptor = tls_config.into();
-                    let tls_stream = acceptor.accept(socket).await.unwrap();
-                    MeasuringWriter::new(tls_stream, command)
-                }
-                .await;
-                Box::new(io) as Box<dyn AsyncWrite + Send + Unpin + Sync>
-            }
+    // smsdrop: a failed or stalled TLS handshake is an error for the caller to
+    // report (425), not a panic that left the session's data channel busy
+    // for ever; a protected upload ends with our close_notify.
+    async fn tls(socket: IdleTimeout<TcpStream>, tls_config: Arc<rustls::ServerConfig>) -> std::io::Result<tokio_rustls::server::TlsStream<IdleTimeout<TcpStream>>> {
+        let acceptor: TlsAcceptor = tls_config.into();
+        match tokio::time::timeout(super::tls::TLS_HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
+            Ok(accepted) => accepted,
+            Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "no TLS handshake on the data connection")),
         }
     }
 
     #[tracing_attributes::instrument]
-    async fn reader(socket: TcpStream, ftps_mode: FtpsConfig, command: &'static str) -> Box<dyn AsyncRead + Send + Unpin + Sync> {
-        match ftps_mode {
-            FtpsConfig::Off => Box::new(MeasuringReader::new(socket, command)) as Box<dyn AsyncRead + Send + Unpin + Sync>,
-            FtpsConfig::Building { .. } => panic!("Illegal state"),
-            FtpsConfig::On { tls_config } => {
-                let io = async move {
-                    let acceptor: TlsAcceptor = tls_config.into();
-                    let tls_stream = acceptor.accept(socket).await.unwrap();
-                    MeasuringReader::new(tls_stream, command)
-                }
-                .await;
-                Box::new(io) as Box<dyn AsyncRead + Send + Unpin + Sync>
-            }
+    async fn writer(socket: IdleTimeout<TcpStream>, ftps_mode: FtpsConfig, command: &'static str) -> std::io::Result<Box<dyn AsyncWrite + Send + Unpin + Sync>> {
+        Ok(match ftps_mode {
+            FtpsConfig::Off | FtpsConfig::Building { .. } => Box::new(MeasuringWriter::new(socket, command)) as Box<dyn AsyncWrite + Send + Unpin + Sync>,
+            FtpsConfig::On { tls_config } => Box::new(MeasuringWriter::new(Self::tls(socket, tls_config).await?, command)),
+        })
+    }
+
+    #[tracing_attributes::instrument]
+    async fn reader(socket: IdleTimeout<TcpStream>, ftps_mode: FtpsConfig, command: &'static str) -> std::io::Result<Box<dyn AsyncRead + Send + Unpin + Sync>> {
+        Ok(match ftps_mode {
+            FtpsConfig::Off | FtpsConfig::Building { .. } => Box::new(MeasuringReader::new(socket, command)) as Box<dyn AsyncRead + Send + Unpin + Sync>,
+            FtpsConfig::On { tls_config } => Box::new(MeasuringReader::new(CloseNotifyAtEof::new(Self::tls(socket, tls_config).await?), command)),
+        })
+    }
+
+    // smsdrop: the data connection could not be opened (its TLS handshake
+    // failed or timed out): the client hears 425 after its 150.
+    async fn not_opened(logger: &slog::Logger, tx: &Sender<ControlChanMsg>, err: std::io::Error) {
+        slog::info!(logger, "Data connection not opened: {}", err);
+        let reply = super::controlchan::Reply::new(super::controlchan::ReplyCode::CantOpenDataConnection, "Could not open the data connection (TLS handshake failed)");
+        if let Err(err) = tx.send(ControlChanMsg::CommandChannelReply(reply)).await {
+            slog::warn!(logger, "Could not notify the control channel: {:?}", err);
         }
     }
 
@@ -683,7 +710,7 @@ where
         let ftps_mode = if session.data_tls { session.ftps_config.clone() } else { FtpsConfig::Off };
         let command_executor = DataCommandExecutor {
             user: session.user.clone(),
-            socket,
+            socket: IdleTimeout::new(socket, session.idle_timeout),
             control_msg_tx,
             storage: Arc::clone(&session.storage),
             cwd: session.cwd.clone(),
@@ -704,6 +731,108 @@ where
 }
 
 use std::time::Duration;
+
+/// smsdrop: a data connection that makes no progress for `timeout` fails
+/// with `TimedOut`, so a stalled transfer (a client that stops reading or
+/// sending) ends and the control channel's idle timeout applies again.
+pub(crate) struct IdleTimeout<S> {
+    inner: S,
+    timeout: Duration,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<S: fmt::Debug> fmt::Debug for IdleTimeout<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdleTimeout").field("inner", &self.inner).field("timeout", &self.timeout).finish()
+    }
+}
+
+impl<S> IdleTimeout<S> {
+    pub(crate) fn new(inner: S, timeout: Duration) -> Self {
+        IdleTimeout {
+            inner,
+            timeout,
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+        }
+    }
+
+    // Progress moves the deadline; no progress past it is an error.
+    fn check<T>(&mut self, cx: &mut Context<'_>, poll: Poll<std::io::Result<T>>) -> Poll<std::io::Result<T>> {
+        match poll {
+            Poll::Ready(result) => {
+                let next = tokio::time::Instant::now() + self.timeout;
+                self.deadline.as_mut().reset(next);
+                Poll::Ready(result)
+            }
+            Poll::Pending => match self.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "data connection idle"))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for IdleTimeout<S> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.inner).poll_read(cx, buf);
+        this.check(cx, poll)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<S> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.check(cx, poll)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.inner).poll_flush(cx);
+        this.check(cx, poll)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.inner).poll_shutdown(cx);
+        this.check(cx, poll)
+    }
+}
+
+/// smsdrop: an upload's TLS stream, which answers the client's close_notify
+/// with its own before reporting the end of the data. Without it a client
+/// that waits for the server's close_notify (Python's `FTP_TLS.storbinary`,
+/// through `SSLSocket.unwrap`) failed with `SSLEOFError` after a good upload.
+struct CloseNotifyAtEof<S> {
+    inner: S,
+    closed: bool,
+}
+
+impl<S> CloseNotifyAtEof<S> {
+    fn new(inner: S) -> Self {
+        CloseNotifyAtEof { inner, closed: false }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for CloseNotifyAtEof<S> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if !this.closed {
+            let before = buf.filled().len();
+            match Pin::new(&mut this.inner).poll_read(cx, buf) {
+                Poll::Ready(Ok(())) if buf.filled().len() == before && buf.remaining() > 0 => this.closed = true,
+                other => return other,
+            }
+        }
+        // End of data: send close_notify (and flush it); a peer already gone
+        // changes nothing for the upload.
+        match Pin::new(&mut this.inner).poll_shutdown(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(_) => Poll::Ready(Ok(())),
+        }
+    }
+}
 
 struct HumanDuration(Duration);
 

@@ -70,6 +70,7 @@ where
     ftps_mode: FtpsConfig,
     ftps_required_control_chan: FtpsRequired,
     ftps_required_data_chan: FtpsRequired,
+    ftps_required_for: Option<crate::options::FtpsRequiredFor>,
     idle_session_timeout: std::time::Duration,
     listener_mode: ListenerMode,
     logger: slog::Logger,
@@ -101,6 +102,7 @@ where
     ftps_mode: FtpsConfig,
     ftps_required_control_chan: FtpsRequired,
     ftps_required_data_chan: FtpsRequired,
+    ftps_required_for: Option<crate::options::FtpsRequiredFor>,
     ftps_tls_flags: TlsFlags,
     ftps_client_auth: FtpsClientAuth,
     ftps_trust_store: PathBuf,
@@ -155,6 +157,7 @@ where
             logger: slog::Logger::root(slog_stdlog::StdLog {}.fuse(), slog::o!()),
             ftps_required_control_chan: options::DEFAULT_FTPS_REQUIRE,
             ftps_required_data_chan: options::DEFAULT_FTPS_REQUIRE,
+            ftps_required_for: None,
             ftps_tls_flags: TlsFlags::default(),
             ftps_client_auth: FtpsClientAuth::default(),
             ftps_trust_store: options::DEFAULT_FTPS_TRUST_STORE.into(),
@@ -227,6 +230,7 @@ where
             ftps_mode: self.ftps_mode,
             ftps_required_control_chan: self.ftps_required_control_chan,
             ftps_required_data_chan: self.ftps_required_data_chan,
+            ftps_required_for: self.ftps_required_for,
             ftps_tls_flags: self.ftps_tls_flags,
             ftps_client_auth: self.ftps_client_auth,
             ftps_trust_store: self.ftps_trust_store,
@@ -288,6 +292,7 @@ where
             logger: slog::Logger::root(slog_stdlog::StdLog {}.fuse(), slog::o!()),
             ftps_required_control_chan: options::DEFAULT_FTPS_REQUIRE,
             ftps_required_data_chan: options::DEFAULT_FTPS_REQUIRE,
+            ftps_required_for: None,
             ftps_tls_flags: TlsFlags::default(),
             ftps_client_auth: FtpsClientAuth::default(),
             ftps_trust_store: options::DEFAULT_FTPS_TRUST_STORE.into(),
@@ -371,6 +376,7 @@ where
             ftps_mode,
             ftps_required_control_chan: self.ftps_required_control_chan,
             ftps_required_data_chan: self.ftps_required_data_chan,
+            ftps_required_for: self.ftps_required_for,
             idle_session_timeout: self.idle_session_timeout,
             listener_mode: self.listener_mode,
             logger: self.logger,
@@ -455,6 +461,16 @@ where
     {
         self.ftps_required_control_chan = for_control_chan.into();
         self.ftps_required_data_chan = for_data_chan.into();
+        self
+    }
+
+    /// smsdrop: requires TLS of the logins for which `policy` says so, on top
+    /// of [ftps_required](crate::ServerBuilder::ftps_required): their plain-text
+    /// `USER` is refused with 530 before a password is sent, and their data
+    /// connections must be protected (`PROT C` gets 534, a transfer without
+    /// `PROT P` 521).
+    pub fn ftps_required_for(mut self, policy: crate::options::FtpsRequiredFor) -> Self {
+        self.ftps_required_for = Some(policy);
         self
     }
 
@@ -1068,6 +1084,7 @@ where
             logger: server.logger.new(slog::o!()),
             ftps_required_control_chan: server.ftps_required_control_chan,
             ftps_required_data_chan: server.ftps_required_data_chan,
+            ftps_required_for: server.ftps_required_for.clone(),
             site_md5: server.site_md5,
             site_handlers: server.site_handlers.clone(),
             data_listener: server.data_listener.clone(),

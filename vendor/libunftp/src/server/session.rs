@@ -112,6 +112,12 @@ where
     pub cert_chain: Option<Vec<unftp_core::auth::ClientCert>>,
     // The failed logins cache can monitor successive failed logins and apply a policy to deter brute force attacks.
     pub failed_logins: Option<Arc<FailedLoginsCache>>,
+    // smsdrop: the session's idle timeout, which also bounds each data
+    // connection's wait for its command and any pause in a transfer.
+    pub idle_timeout: std::time::Duration,
+    // smsdrop: the task waiting for the client to connect to this session's
+    // passive port; replaced (aborted) by the next PASV/EPSV/PORT.
+    pub passive_listener: Option<tokio::task::AbortHandle>,
     // An optional functor that can bind a socket
     pub binder: Option<Box<dyn crate::options::Binder>>,
 }
@@ -147,6 +153,8 @@ where
             data_busy: false,
             cert_chain: None,
             failed_logins: None,
+            idle_timeout: std::time::Duration::from_secs(600),
+            passive_listener: None,
             binder: None,
         }
     }

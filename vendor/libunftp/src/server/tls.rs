@@ -26,6 +26,10 @@ use std::{
 };
 use thiserror::Error;
 
+/// smsdrop: how long a TLS handshake (control channel after `AUTH TLS`, or a
+/// protected data connection) may take before the connection is dropped.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 // FTPSConfig shows how TLS security is configured for the server or a particular channel.
 #[derive(Clone)]
 pub enum FtpsConfig {

@@ -1,4 +1,9 @@
-use super::{Reply, command::Command, error::ControlChanError, line_parser};
+use super::{
+    Reply,
+    command::Command,
+    error::{ControlChanError, ControlChanErrorKind},
+    line_parser,
+};
 
 use bytes::BytesMut;
 use std::io::Write;
@@ -6,6 +11,11 @@ use tokio_util::codec::{Decoder, Encoder};
 
 // FTPCodec implements tokio's `Decoder` and `Encoder` traits for the control channel, that we'll
 // use to decode FTP commands and encode their responses.
+/// smsdrop: the longest command line accepted, its line end included (as
+/// upstream's 0.25 line, #606). Without a bound, a client sending bytes
+/// without a newline grew the buffer until memory ran out.
+pub const MAX_LINE_BYTES: usize = 8192;
+
 pub struct FtpCodec {
     // Stored index of the next index to examine for a '\n' character. This is used to optimize
     // searching. For example, if `decode` was called with `abc`, it would hold `3`, because that
@@ -29,9 +39,21 @@ impl Decoder for FtpCodec {
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Command>, Self::Error> {
         if let Some(newline_offset) = buf[self.next_index..].iter().position(|b| *b == b'\n') {
             let newline_index = newline_offset + self.next_index;
+            if newline_index + 1 > MAX_LINE_BYTES {
+                // smsdrop: a long line that arrived whole is refused too.
+                buf.clear();
+                self.next_index = 0;
+                return Err(ControlChanError::new(ControlChanErrorKind::LineTooLong));
+            }
             let line = buf.split_to(newline_index + 1);
             self.next_index = 0;
             Ok(Some(line_parser::parse(line)?))
+        } else if buf.len() > MAX_LINE_BYTES {
+            // smsdrop: the connection is closed (see control_loop's error
+            // handling); what was read is dropped at once.
+            buf.clear();
+            self.next_index = 0;
+            Err(ControlChanError::new(ControlChanErrorKind::LineTooLong))
         } else {
             self.next_index = buf.len();
             Ok(None)
@@ -82,6 +104,23 @@ impl Encoder<Reply> for FtpCodec {
 mod tests {
     use super::super::ReplyCode;
     use super::*;
+
+    #[test]
+    fn a_line_over_the_limit_is_an_error_and_its_bytes_are_dropped() {
+        let mut codec = FtpCodec::new();
+        let mut buf = BytesMut::from(&vec![b'A'; MAX_LINE_BYTES][..]);
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        buf.extend_from_slice(b"AA");
+        let err = codec.decode(&mut buf).unwrap_err();
+        assert_eq!(err.kind(), &ControlChanErrorKind::LineTooLong);
+        assert!(buf.is_empty());
+        let mut long = vec![b'A'; MAX_LINE_BYTES];
+        long.extend_from_slice(b"\n");
+        let mut buf = BytesMut::from(&long[..]);
+        assert!(codec.decode(&mut buf).is_err());
+        let mut buf = BytesMut::from(&b"NOOP\r\n"[..]);
+        assert!(codec.decode(&mut buf).unwrap().is_some());
+    }
 
     #[test]
     fn encode_multiline_reply_with_blank_line_does_not_panic() {

@@ -66,6 +66,7 @@ where
     pub logger: slog::Logger,
     pub ftps_required_control_chan: FtpsRequired,
     pub ftps_required_data_chan: FtpsRequired,
+    pub ftps_required_for: Option<crate::options::FtpsRequiredFor>,
     pub site_md5: SiteMd5,
     pub site_handlers: Arc<HashMap<String, Arc<dyn SiteCommandHandler<Storage, User>>>>,
     pub data_listener: Arc<dyn DataListener>,
@@ -97,6 +98,7 @@ where
         ftps_config,
         ftps_required_control_chan,
         ftps_required_data_chan,
+        ftps_required_for,
         collect_metrics,
         idle_session_timeout,
         logger,
@@ -123,6 +125,7 @@ where
         .control_msg_tx(control_msg_tx.clone())
         .control_connection(control_connection)
         .failed_logins(failed_logins);
+    session.idle_timeout = idle_session_timeout;
     if let Some(b) = binder.lock().unwrap().take() {
         session = session.binder(b);
     }
@@ -163,12 +166,14 @@ where
     let event_chain = FtpsControlChanEnforcerMiddleware {
         session: shared_session.clone(),
         ftps_requirement: ftps_required_control_chan,
+        required_for: ftps_required_for.clone(),
         next: event_chain,
     };
 
     let event_chain = FtpsDataChanEnforcerMiddleware {
         session: shared_session.clone(),
         ftps_requirement: ftps_required_data_chan,
+        required_for: ftps_required_for,
         next: event_chain,
     };
 
@@ -207,6 +212,13 @@ where
                     Some(msg) = control_msg_rx.recv() => {
                         incoming = Some(Ok(Event::InternalMsg(msg)));
                     },
+                    // smsdrop: shutdown before the client's commands, so that a
+                    // client sending commands without pause (NOOPs) cannot keep
+                    // its session open past a shutdown or its owner's deadline.
+                    _ = shutdown.listen() => {
+                        slog::info!(logger, "Closing open control connection because of shutdown signal");
+                        incoming = Some(Ok(Event::InternalMsg(ControlChanMsg::ExitControlLoop)))
+                    }
                     cmd = command_source.next() => {
                         match cmd {
                             Some(cmd_result) => incoming = Some(cmd_result.map(Event::Command)),
@@ -223,11 +235,6 @@ where
                             false => incoming = Some(Err(ControlChanError::new(ControlChanErrorKind::ControlChannelTimeout)))
                         };
                     },
-                    _ = shutdown.listen() => {
-                        slog::info!(logger, "Closing open control connection because of shutdown signal");
-                        incoming = Some(Ok(Event::InternalMsg(ControlChanMsg::ExitControlLoop)))
-                        // TODO: Do we want to wait a bit for a data transfer to complete i.e. session.data_busy is true?
-                    }
                 }
                 incoming
             };
@@ -235,6 +242,10 @@ where
                 None => {} // Loop again
                 Some(Ok(Event::InternalMsg(ControlChanMsg::ExitControlLoop))) => {
                     let _ = event_chain.handle(Event::InternalMsg(ControlChanMsg::ExitControlLoop)).await;
+                    // smsdrop: the session's passive port closes with it.
+                    if let Some(waiting) = shared_session.lock().await.passive_listener.take() {
+                        waiting.abort();
+                    }
                     if let Some(tx) = switchboard_msg_tx
                         && let Err(err) = tx.send(SwitchboardMessage::CloseDataPortCommand(shared_session.clone())).await
                     {
@@ -257,7 +268,16 @@ where
                             FtpsConfig::On { tls_config } => tls_config.into(),
                             _ => panic!("Could not create TLS acceptor. Illegal program state"),
                         };
-                        let accepted = acceptor.accept(io).await;
+                        // smsdrop: a client that sends no ClientHello after 234 is
+                        // dropped after TLS_HANDSHAKE_TIMEOUT instead of holding its
+                        // connection (and its owner's session slot) forever.
+                        let accepted = match tokio::time::timeout(crate::server::tls::TLS_HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
+                            Ok(accepted) => accepted,
+                            Err(_) => {
+                                slog::info!(logger, "Closing control channel: no TLS handshake within {:?}", crate::server::tls::TLS_HANDSHAKE_TIMEOUT);
+                                return;
+                            }
+                        };
                         let io: Box<dyn AsyncReadAsyncWriteSendUnpin> = match accepted {
                             Ok(stream) => {
                                 let s: &ServerConnection = stream.get_ref().1;
@@ -282,7 +302,7 @@ where
                     }
 
                     if let Event::Command(Command::User { username }) = &event {
-                        let s: String = String::from_utf8_lossy(username).into();
+                        let s: String = super::log::shorten(&String::from_utf8_lossy(username));
                         logger = logger.new(slog::o!("username" => s));
                     }
 
@@ -318,11 +338,14 @@ where
 
 // gets the reply to be sent to the client and tells if the connection should be closed.
 fn handle_control_channel_error(logger: slog::Logger, error: ControlChanError) -> (Reply, bool) {
-    slog::warn!(logger, "Control channel error: {:?}", error);
+    // smsdrop: the kind, shortened: an unknown command's name is the client's.
+    slog::warn!(logger, "Control channel error: {}", super::log::shorten(&error.kind().to_string()));
     match error.kind() {
         ControlChanErrorKind::UnknownCommand { .. } => (Reply::new(ReplyCode::CommandSyntaxError, "Command not implemented"), false),
         ControlChanErrorKind::Utf8Error => (Reply::new(ReplyCode::CommandSyntaxError, "Invalid UTF8 in command"), true),
         ControlChanErrorKind::InvalidCommand => (Reply::new(ReplyCode::ParameterSyntaxError, "Invalid Parameter"), false),
+        // smsdrop: the connection is closed, so nothing more is read.
+        ControlChanErrorKind::LineTooLong => (Reply::new(ReplyCode::CommandSyntaxError, "Command line too long"), true),
         ControlChanErrorKind::ControlChannelTimeout => (
             Reply::new(ReplyCode::ClosingControlConnection, "Session timed out. Closing control connection"),
             true,

@@ -3,8 +3,12 @@ use async_trait::async_trait;
 use crate::{
     auth::UserDetail,
     server::{
-        Command, ControlChanErrorKind, Event, Reply, ReplyCode, controlchan::error::ControlChanError, controlchan::middleware::ControlChanMiddleware,
-        ftpserver::options::FtpsRequired, session::SharedSession,
+        Command, ControlChanErrorKind, Event, Reply, ReplyCode,
+        controlchan::commands::ProtParam,
+        controlchan::error::ControlChanError,
+        controlchan::middleware::ControlChanMiddleware,
+        ftpserver::options::{FtpsRequired, FtpsRequiredFor},
+        session::{SessionState, SharedSession},
     },
     storage::{Metadata, StorageBackend},
 };
@@ -19,6 +23,7 @@ where
 {
     pub session: SharedSession<Storage, User>,
     pub ftps_requirement: FtpsRequired,
+    pub required_for: Option<FtpsRequiredFor>,
     pub next: Next,
 }
 
@@ -31,6 +36,29 @@ where
     Next: ControlChanMiddleware,
 {
     async fn handle(&mut self, event: Event) -> Result<Reply, ControlChanError> {
+        // smsdrop: the logins that must use TLS: refused at USER on a plain
+        // control channel (before the client sends its password in clear),
+        // and they cannot go back to plain text (CCC).
+        if let Some(required_for) = &self.required_for {
+            let (cmd_tls, username) = {
+                let session = self.session.lock().await;
+                (session.cmd_tls, session.username.clone())
+            };
+            match &event {
+                Event::Command(Command::User { username }) if !cmd_tls => {
+                    if required_for.requires(&String::from_utf8_lossy(username)) {
+                        return Ok(Reply::new(ReplyCode::NotLoggedIn, "TLS is required: send AUTH TLS before USER"));
+                    }
+                }
+                Event::Command(Command::Pass { .. }) if !cmd_tls && username.as_deref().is_some_and(|u| required_for.requires(u)) => {
+                    return Ok(Reply::new(ReplyCode::NotLoggedIn, "TLS is required: send AUTH TLS before USER"));
+                }
+                Event::Command(Command::Ccc) if username.as_deref().is_some_and(|u| required_for.requires(u)) => {
+                    return Ok(Reply::new(ReplyCode::FtpsRequired, "Cannot downgrade connection, TLS enforced."));
+                }
+                _ => {}
+            }
+        }
         match (self.ftps_requirement, event) {
             (FtpsRequired::None, event) => self.next.handle(event).await,
             (FtpsRequired::All, event) => match event {
@@ -95,6 +123,7 @@ where
 {
     pub session: SharedSession<Storage, User>,
     pub ftps_requirement: FtpsRequired,
+    pub required_for: Option<FtpsRequiredFor>,
     pub next: Next,
 }
 
@@ -107,6 +136,34 @@ where
     Next: ControlChanMiddleware,
 {
     async fn handle(&mut self, event: Event) -> Result<Reply, ControlChanError> {
+        // smsdrop: a logged-in account that must use TLS transfers over
+        // protected data connections only. Checked at the transfer, not at
+        // PASV: a client may change PROT between the two.
+        if let Some(required_for) = &self.required_for {
+            let (logged_in, data_tls, username) = {
+                let session = self.session.lock().await;
+                (session.state == SessionState::WaitCmd, session.data_tls, session.username.clone())
+            };
+            if logged_in && username.as_deref().is_some_and(|u| required_for.requires(u)) {
+                match &event {
+                    Event::Command(Command::Prot { param }) if *param != ProtParam::Private => {
+                        return Ok(Reply::new(ReplyCode::FtpsRequired, "Data connections must be protected: use PROT P"));
+                    }
+                    Event::Command(
+                        Command::Retr { .. }
+                        | Command::Stor { .. }
+                        | Command::Stou
+                        | Command::Appe { .. }
+                        | Command::List { .. }
+                        | Command::Nlst { .. }
+                        | Command::Mlsd { .. },
+                    ) if !data_tls => {
+                        return Ok(Reply::new(ReplyCode::DataProtectionRequired, "Data connections must be protected: send PBSZ 0 and PROT P"));
+                    }
+                    _ => {}
+                }
+            }
+        }
         match (self.ftps_requirement, event) {
             (FtpsRequired::None, event) => self.next.handle(event).await,
             (FtpsRequired::All, event) => match event {

@@ -5,6 +5,16 @@ use crate::server::{
 
 use async_trait::async_trait;
 
+/// smsdrop: a client's value as it may be logged: at most 64 characters,
+/// so that a long `USER` or command name cannot flood the log.
+pub(crate) fn shorten(value: &str) -> String {
+    const MAX_CHARS: usize = 64;
+    match value.char_indices().nth(MAX_CHARS) {
+        None => value.to_string(),
+        Some((at, _)) => format!("{}…({} bytes)", &value[..at], value.len()),
+    }
+}
+
 // Control channel middleware that logs all control channel events
 pub struct LoggingMiddleware<Next>
 where
@@ -23,7 +33,7 @@ where
     async fn handle(&mut self, event: Event) -> Result<Reply, ControlChanError> {
         self.sequence_nr += 1;
         if let Event::Command(Command::User { username }) = &event {
-            let s: String = String::from_utf8_lossy(username).into();
+            let s: String = shorten(&String::from_utf8_lossy(username));
             self.logger = self.logger.new(slog::o!("username" => s));
         }
         slog::debug!(self.logger, "Control channel event {:?}", event; "seq" => self.sequence_nr);

@@ -162,6 +162,8 @@ pub enum ReplyCode {
     BadCommandSequence = 503,
     /// 504 Command not implemented for that parameter.
     CommandNotImplementedForParameter = 504,
+    /// 521 Data connection cannot be opened with this PROT setting (RFC 4217).
+    DataProtectionRequired = 521,
     /// 530 Not logged in.
     NotLoggedIn = 530,
     /// 532 Need account for storing files.

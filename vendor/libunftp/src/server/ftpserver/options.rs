@@ -126,6 +126,24 @@ bitflags! {
     }
 }
 
+/// smsdrop: tells, by login, whether an account must use TLS (see
+/// [ServerBuilder::ftps_required_for](crate::ServerBuilder::ftps_required_for)).
+#[derive(Clone)]
+pub struct FtpsRequiredFor(pub std::sync::Arc<dyn Fn(&str) -> bool + Send + Sync>);
+
+impl FtpsRequiredFor {
+    /// Must `login` use TLS?
+    pub fn requires(&self, login: &str) -> bool {
+        (self.0)(login)
+    }
+}
+
+impl std::fmt::Debug for FtpsRequiredFor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FtpsRequiredFor")
+    }
+}
+
 impl Default for TlsFlags {
     fn default() -> TlsFlags {
         // Switch TLS 1.3 off by default since we still see a PUT bug with lftp when switching

@@ -47,6 +47,11 @@ where
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
         let tx = args.tx_control_chan.clone();
         let logger = args.logger;
+        // smsdrop: a second AUTH TLS on a protected channel would start a TLS
+        // handshake inside the TLS stream.
+        if args.session.lock().await.cmd_tls {
+            return Ok(Reply::new(ReplyCode::BadCommandSequence, "The control channel is already protected"));
+        }
         match (args.tls_configured, self.protocol.clone()) {
             (true, AuthParam::Tls) => {
                 // smsdrop: queue the upgrade before the 234 reply goes out, so that

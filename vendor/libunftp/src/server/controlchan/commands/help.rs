@@ -28,11 +28,9 @@ where
 {
     #[tracing_attributes::instrument]
     async fn handle(&self, _args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
-        let text: Vec<String> = vec![
-            "Help:".to_string(),
-            format!("Powered by libunftp: {}", env!("CARGO_PKG_VERSION")),
-            "View the docs at: https://unftp.rs/".to_string(),
-        ];
+        // smsdrop: no library name or version in a reply (nothing to match
+        // against a list of known vulnerabilities).
+        let text: Vec<String> = vec!["Help:".to_string(), "Commands are those of RFC 959, 2228, 2428 and 3659.".to_string()];
         Ok(Reply::new_multiline(ReplyCode::HelpMessage, text))
     }
 }

@@ -21,6 +21,7 @@ use crate::server::{
     password,
     session::SessionState,
 };
+use crate::server::controlchan::log::shorten;
 use async_trait::async_trait;
 use std::{sync::Arc, time::Duration};
 use tokio::{sync::mpsc::Sender, time::sleep};
@@ -133,11 +134,11 @@ where
                             }
                         }
                         Err(unftp_core::auth::AuthenticationError::BadUser) => {
-                            slog::warn!(logger, "PASS: Login attempt for unknown user {}", username);
+                            slog::warn!(logger, "PASS: Login attempt for unknown user {}", shorten(&username));
                             ControlChanMsg::AuthFailed
                         }
                         Err(err) => {
-                            slog::warn!(logger, "PASS: Failed login attempt for user {}, reason={}", username, err);
+                            slog::warn!(logger, "PASS: Failed login attempt for user {}, reason={}", shorten(&username), err);
                             if let Some(failed_logins) = failed_logins {
                                 let result = failed_logins.failed(source_ip, username.clone()).await;
                                 if let Some(state) = result {

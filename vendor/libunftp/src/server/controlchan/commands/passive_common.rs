@@ -21,6 +21,29 @@ use tokio::sync::{
 
 const BIND_RETRIES: u8 = 10;
 
+/// How long a passive port waits for the client to connect.
+const PASSIVE_ACCEPT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// smsdrop: whether a data connection's address is the control connection's
+/// (an IPv4 client may appear as an IPv4-mapped IPv6 address on one of them).
+pub(crate) fn same_host(a: std::net::IpAddr, b: std::net::IpAddr) -> bool {
+    a.to_canonical() == b.to_canonical()
+}
+
+/// smsdrop: closes the session's passive port, if one is still waiting, and
+/// remembers `next` as the one now waiting.
+pub(crate) async fn replace_passive_listener<S, U>(session: &SharedSession<S, U>, next: Option<tokio::task::AbortHandle>)
+where
+    U: UserDetail + 'static,
+    S: StorageBackend<U> + 'static,
+    S::Metadata: Metadata,
+{
+    let previous = std::mem::replace(&mut session.lock().await.passive_listener, next);
+    if let Some(previous) = previous {
+        previous.abort();
+    }
+}
+
 #[async_trait]
 pub(crate) trait LegacyReplyProducer<Storage, User>: Send + Sync + Debug
 where
@@ -89,6 +112,9 @@ where
     S::Metadata: Metadata,
     T: LegacyReplyProducer<S, U>,
 {
+    // smsdrop: one passive port per session: an earlier one still waiting is
+    // closed before another is taken.
+    replace_passive_listener(&args.session, None).await;
     let listener = match args.session.lock().await.binder {
         Some(ref mut binder) => binder.bind(args.local_addr.ip(), args.passive_ports.clone()).await,
         _ => try_port_range(args.local_addr, args.passive_ports.clone()),
@@ -104,17 +130,33 @@ where
     let reply = cmd.build_reply(&args, port).await?;
     if reply.is_positive() {
         setup_inter_loop_comms(args.session.clone(), args.tx_control_chan.clone()).await;
+        let control_ip = args.session.lock().await.source.ip();
+        let session = args.session.clone();
         // Open the data connection in a new task and process it.
         // We cannot await this since we first need to let the client know where to connect :-)
-        tokio::spawn(async move {
+        let waiting = tokio::spawn(async move {
+            // smsdrop: connections from another address than the control
+            // connection's are dropped and the port keeps waiting for the
+            // client: a sweep of the passive range can no longer take (and
+            // fail) another customer's transfer.
+            let accept_client = async {
+                loop {
+                    match listener.accept().await {
+                        Ok((socket, peer)) if same_host(peer.ip(), control_ip) => return Ok(socket),
+                        Ok((_, peer)) => slog::warn!(args.logger, "Dropped a data connection from {} (the control connection is from {})", peer.ip(), control_ip),
+                        Err(e) => return Err(e),
+                    }
+                }
+            };
             // Timeout if the client doesn't connect to the socket in a while, to avoid leaving the socket hanging open permanently.
-            let r = tokio::time::timeout(Duration::from_secs(15), listener.accept()).await;
+            let r = tokio::time::timeout(PASSIVE_ACCEPT_TIMEOUT, accept_client).await;
             match r {
-                Ok(Ok((socket, _socket_addr))) => datachan::spawn_processing(args.logger, args.session, socket).await,
+                Ok(Ok(socket)) => datachan::spawn_processing(args.logger, args.session, socket).await,
                 Ok(Err(e)) => slog::error!(args.logger, "Error waiting for data connection: {}", e),
                 Err(_) => slog::warn!(args.logger, "Client did not connect to data port in time"),
             }
         });
+        replace_passive_listener(&session, Some(waiting.abort_handle())).await;
     }
 
     Ok(reply)

@@ -32,8 +32,8 @@ use crate::{
     storage::{Metadata, StorageBackend},
 };
 use async_trait::async_trait;
-use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::{Receiver, Sender, channel};
 
@@ -68,6 +68,43 @@ impl Port {
     }
 }
 
+/// smsdrop: how long an active-mode connect may take (a black-holed address
+/// held the session for the kernel's 2 minutes and more).
+pub(crate) const ACTIVE_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// smsdrop: the active-mode data connection, to the client's own address
+/// only and to a port of 1024 or above, checked before anything is sent: no
+/// FTP bounce, no port scan through the server (a refusal before the connect
+/// says nothing about the port). Shared by PORT and EPRT.
+pub(crate) async fn connect_to_client<S, U>(logger: &slog::Logger, session: &SharedSession<S, U>, addr: SocketAddr) -> Result<TcpStream, Reply>
+where
+    U: UserDetail + 'static,
+    S: StorageBackend<U> + 'static,
+    S::Metadata: Metadata,
+{
+    let control_ip = session.lock().await.source.ip();
+    if !super::passive_common::same_host(addr.ip(), control_ip) || addr.port() < 1024 {
+        slog::warn!(logger, "Refused an active data connection to {} (control connection from {})", addr, control_ip);
+        return Err(Reply::new(
+            ReplyCode::CommandNotImplementedForParameter,
+            "Data connections only to your own address and to ports 1024 and above",
+        ));
+    }
+    // One data connection at a time: a passive port still waiting closes.
+    super::passive_common::replace_passive_listener(session, None).await;
+    match tokio::time::timeout(ACTIVE_CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(e)) => {
+            slog::info!(logger, "Could not connect to client for active mode: {}", e);
+            Err(Reply::new(ReplyCode::CantOpenDataConnection, "Could not establish data connection"))
+        }
+        Err(_) => {
+            slog::info!(logger, "Could not connect to client for active mode within {:?}", ACTIVE_CONNECT_TIMEOUT);
+            Err(Reply::new(ReplyCode::CantOpenDataConnection, "Could not establish data connection"))
+        }
+    }
+}
+
 #[async_trait]
 impl<Storage, User> CommandHandler<Storage, User> for Port
 where
@@ -91,14 +128,9 @@ where
         let port = ((bytes[4] as u16) << 8) | bytes[5] as u16;
         let addr = SocketAddrV4::new(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]), port);
 
-        let stream: io::Result<TcpStream> = TcpStream::connect(addr).await;
-
-        let stream = match stream {
-            Err(e) => {
-                slog::error!(logger, "Could not connect to client for active mode: {}", e);
-                return Ok(Reply::new(ReplyCode::CantOpenDataConnection, "Could not establish data connection"));
-            }
-            Ok(s) => s,
+        let stream = match connect_to_client(&logger, &session, addr.into()).await {
+            Ok(stream) => stream,
+            Err(reply) => return Ok(reply),
         };
 
         self.setup_inter_loop_comms(session.clone(), tx).await;

@@ -59,9 +59,7 @@ where
                 let session = args.session.lock().await;
                 let text: Vec<String> = vec![
                     "server status:".to_string(),
-                    format!("powered by libunftp: {}", env!("CARGO_PKG_VERSION")),
-                    format!("sbe: {}", session.storage.name()),
-                    format!("authenticator: {}", args.auth_pipeline.name()),
+                    // smsdrop: no library, back-end or authenticator names.
                     format!("user: {}", session.username.as_ref().unwrap()),
                     format!("client addr: {}", session.source),
                     format!("ftps configured: {}", args.tls_configured),
