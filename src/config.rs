@@ -84,10 +84,15 @@ pub struct FtpConfig {
     pub passive_host: String,
     /// A session idle this long is closed.
     pub idle_timeout_secs: u64,
+    /// A connection not logged in this long after it opened is closed,
+    /// however it stalls (silence, NOOPs, AUTH TLS without a handshake).
+    pub login_timeout_secs: u64,
     /// Open control connections at most, all clients together; more get 421.
     pub max_sessions: u32,
     /// Open control connections at most from one client address.
     pub max_sessions_per_ip: u32,
+    /// Of those, not logged in yet (so that they cannot fill the caps).
+    pub max_unauthenticated_per_ip: u32,
     /// fsync every upload before answering 226 (an acknowledged archive
     /// survives a power cut); `false` trades that for disk-speed-independent
     /// uploads.
@@ -103,8 +108,10 @@ impl Default for FtpConfig {
             passive_ports: [50000, 50100],
             passive_host: String::new(),
             idle_timeout_secs: 600,
+            login_timeout_secs: 30,
             max_sessions: 200,
             max_sessions_per_ip: 20,
+            max_unauthenticated_per_ip: 5,
             sync_uploads: true,
             tls: None,
             login_guard: LoginGuardConfig::default(),
@@ -148,6 +155,30 @@ pub struct SpoolConfig {
     /// Queue, processed archives, bookkeeping; never visible over FTP.
     pub state_dir: PathBuf,
     pub keep_processed_days: u32,
+    /// Results files older than this are removed from `results/`.
+    pub keep_results_days: u32,
+}
+
+impl SpoolConfig {
+    /// An account's home folder, what it sees over FTP.
+    pub fn home(&self, login: &str) -> PathBuf {
+        self.dir.join(login)
+    }
+
+    /// Where an account's results are published (inside its home).
+    pub fn results(&self, login: &str) -> PathBuf {
+        self.home(login).join("results")
+    }
+
+    /// Where an account's archive waits while it is processed.
+    pub fn work(&self, login: &str) -> PathBuf {
+        self.state_dir.join("work").join(login)
+    }
+
+    /// Where an account's processed archives are kept.
+    pub fn processed(&self, login: &str) -> PathBuf {
+        self.state_dir.join("processed").join(login)
+    }
 }
 
 impl Default for SpoolConfig {
@@ -156,6 +187,7 @@ impl Default for SpoolConfig {
             dir: "var/spool".into(),
             state_dir: "var/state".into(),
             keep_processed_days: 7,
+            keep_results_days: 30,
         }
     }
 }
@@ -191,6 +223,9 @@ pub struct Limits {
     pub max_entries: usize,
     /// One line of a CSV file, in bytes after decoding to UTF-8, without its line end.
     pub max_line_bytes: usize,
+    /// An account's home, results and kept archives together; an upload
+    /// beyond it is refused (552). An account may set its own.
+    pub max_account_bytes: u64,
 }
 
 impl Default for Limits {
@@ -201,6 +236,7 @@ impl Default for Limits {
             max_compression_ratio: 200,
             max_entries: 16,
             max_line_bytes: 65_536,
+            max_account_bytes: 10 * 1024 * 1024 * 1024,
         }
     }
 }
@@ -280,6 +316,7 @@ struct RawAccount {
     allowed_ips: Vec<String>,
     #[serde(default)]
     require_tls: bool,
+    max_account_bytes: Option<u64>,
 }
 
 fn default_timezone() -> String {
@@ -308,6 +345,8 @@ pub struct AccountConfig {
     pub default_validity_minutes: u32,
     pub allowed_ips: Vec<IpNet>,
     pub require_tls: bool,
+    /// Overrides `[limits] max_account_bytes` for this account.
+    pub max_account_bytes: Option<u64>,
 }
 
 impl std::fmt::Debug for AccountConfig {
@@ -323,6 +362,7 @@ impl std::fmt::Debug for AccountConfig {
             .field("default_validity_minutes", &self.default_validity_minutes)
             .field("allowed_ips", &self.allowed_ips)
             .field("require_tls", &self.require_tls)
+            .field("max_account_bytes", &self.max_account_bytes)
             .finish()
     }
 }
@@ -425,6 +465,12 @@ impl RawConfig {
         if self.ftp.idle_timeout_secs == 0 {
             return bad("ftp.idle_timeout_secs", "must be positive");
         }
+        if self.ftp.login_timeout_secs == 0 {
+            return bad("ftp.login_timeout_secs", "must be positive");
+        }
+        if self.ftp.max_unauthenticated_per_ip == 0 {
+            return bad("ftp.max_unauthenticated_per_ip", "must be positive");
+        }
         if self.ftp.max_sessions == 0 {
             return bad("ftp.max_sessions", "must be positive");
         }
@@ -455,6 +501,7 @@ impl RawConfig {
             ("limits.max_compression_ratio", l.max_compression_ratio),
             ("limits.max_entries", l.max_entries as u64),
             ("limits.max_line_bytes", l.max_line_bytes as u64),
+            ("limits.max_account_bytes", l.max_account_bytes),
         ] {
             if value == 0 {
                 return bad(key, "must be positive");
@@ -611,6 +658,7 @@ fn validate_account(
         default_validity_minutes: validity,
         allowed_ips,
         require_tls: raw.require_tls,
+        max_account_bytes: raw.max_account_bytes,
     })
 }
 
@@ -633,13 +681,16 @@ pub fn describe(config: &Config, registry_ranges: usize) -> String {
     let _ = writeln!(
         s,
         "ftp:      {} (passive ports {}-{}, active mode on, idle timeout {} s, \
-         sessions ≤ {} in all and ≤ {} per address)",
+         sessions ≤ {} in all and ≤ {} per address, ≤ {} of them not logged in; \
+         login within {} s)",
         ftp.listen,
         ftp.passive_ports[0],
         ftp.passive_ports[1],
         ftp.idle_timeout_secs,
         ftp.max_sessions,
-        ftp.max_sessions_per_ip
+        ftp.max_sessions_per_ip,
+        ftp.max_unauthenticated_per_ip,
+        ftp.login_timeout_secs
     );
     if !ftp.sync_uploads {
         let _ = writeln!(
@@ -669,10 +720,11 @@ pub fn describe(config: &Config, registry_ranges: usize) -> String {
     );
     let _ = writeln!(
         s,
-        "spool:    {} (state {}, processed archives kept {} days)",
+        "spool:    {} (state {}, processed archives kept {} days, results {} days)",
         config.spool.dir.display(),
         config.spool.state_dir.display(),
-        config.spool.keep_processed_days
+        config.spool.keep_processed_days,
+        config.spool.keep_results_days
     );
     let _ = writeln!(
         s,
@@ -682,12 +734,14 @@ pub fn describe(config: &Config, registry_ranges: usize) -> String {
     let l = &config.limits;
     let _ = writeln!(
         s,
-        "limits:   archive {} B, inflated {} B, ratio {}:1, {} entries, line {} B",
+        "limits:   archive {} B, inflated {} B, ratio {}:1, {} entries, line {} B, \
+         {} B stored per account",
         l.max_archive_bytes,
         l.max_uncompressed_bytes,
         l.max_compression_ratio,
         l.max_entries,
-        l.max_line_bytes
+        l.max_line_bytes,
+        l.max_account_bytes
     );
     let _ = writeln!(
         s,
@@ -714,7 +768,7 @@ pub fn describe(config: &Config, registry_ranges: usize) -> String {
         let _ = writeln!(
             s,
             "account:  {} senders [{}] default {}, zone {}, encoding {}, validity {} min, \
-             TLS required {}, from {}",
+             TLS required {}, {} B stored at most, from {}",
             a.login,
             senders.join(", "),
             a.default_sender,
@@ -722,6 +776,7 @@ pub fn describe(config: &Config, registry_ranges: usize) -> String {
             a.encoding.name(),
             a.default_validity_minutes,
             a.require_tls || ftp.tls.as_ref().is_some_and(|t| t.require),
+            a.max_account_bytes.unwrap_or(l.max_account_bytes),
             if ips.is_empty() {
                 "anywhere".to_owned()
             } else {
@@ -758,6 +813,10 @@ mod tests {
             "listen",
             "passive_ports",
             "idle_timeout_secs",
+            "login_timeout_secs",
+            "max_unauthenticated_per_ip",
+            "max_account_bytes",
+            "keep_results_days",
             "cert",
             "key",
             "require",
@@ -803,6 +862,10 @@ mod tests {
         assert_eq!(c.ftp.passive_ports, [50000, 50100]);
         assert_eq!(c.poller.interval_secs, 10);
         assert_eq!(c.poller.workers, 2);
+        assert_eq!(c.ftp.login_timeout_secs, 30);
+        assert_eq!(c.ftp.max_unauthenticated_per_ip, 5);
+        assert_eq!(c.limits.max_account_bytes, 10_737_418_240);
+        assert_eq!(c.spool.keep_results_days, 30);
         assert_eq!(c.limits.max_entries, 16);
         assert_eq!(c.limits.max_line_bytes, 65536);
         assert_eq!(c.queue.backend, QueueBackend::Sqlite);

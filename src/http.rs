@@ -4,12 +4,21 @@
 //! `/healthz` proves rather than assumes: it opens a control connection to the
 //! FTP listener and reads its reply line, and asks the queue for its depth, each
 //! within [`PROBE_TIMEOUT`]; 200 when both answer, 503 otherwise, with one line
-//! per part saying which.
+//! per part saying which. It is also 503 when no new FTP session can be
+//! opened (the session caps are full): customers are turned away.
+//!
+//! The listener faces whoever can reach it, so it is bounded: at most
+//! [`MAX_CONNECTIONS`] at once (more are closed at once), a request's head
+//! must arrive within [`HEADER_TIMEOUT`], and a connection lasts at most
+//! [`CONNECTION_TIMEOUT`]. The queue's depth is counted at most once per
+//! [`DEPTH_MAX_AGE`], by one request at a time, so a flood of scrapes costs
+//! the queue nothing more than one scrape (counting is a scan of the
+//! queue: 0.35 s at 12M messages).
 
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -22,21 +31,46 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Live;
+use crate::front::limits::SessionLimits;
 use crate::metrics;
 
 /// How long each `/healthz` probe and the scrape's queue query may take.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Connections served at once; more are closed at once.
+pub const MAX_CONNECTIONS: usize = 64;
+/// Time for a request's head to arrive.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// A connection's whole life.
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+/// How old a counted queue depth may be when it is served.
+pub const DEPTH_MAX_AGE: Duration = Duration::from_secs(5);
 
 /// What the handlers need.
 pub struct Probe {
     /// Where the FTP listener is bound (an unspecified address is probed on
     /// loopback).
-    pub ftp: SocketAddr,
-    pub config: Arc<Live>,
+    ftp: SocketAddr,
+    limits: Arc<SessionLimits>,
+    config: Arc<Live>,
+    /// The last counted depth and when it was counted; the lock also makes
+    /// requests take turns counting.
+    depth: tokio::sync::Mutex<Option<(Instant, Result<i64, String>)>>,
+}
+
+impl Probe {
+    pub fn new(ftp: SocketAddr, limits: Arc<SessionLimits>, config: Arc<Live>) -> Probe {
+        Probe {
+            ftp,
+            limits,
+            config,
+            depth: tokio::sync::Mutex::new(None),
+        }
+    }
 }
 
 /// Serves until `shutdown` is cancelled.
 pub async fn run(listener: TcpListener, probe: Arc<Probe>, shutdown: CancellationToken) {
+    let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let stream = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -50,13 +84,21 @@ pub async fn run(listener: TcpListener, probe: Arc<Probe>, shutdown: Cancellatio
                 }
             },
         };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            // Full: this one is closed at once, the ones being served go on.
+            drop(stream);
+            continue;
+        };
         let probe = probe.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let service = hyper::service::service_fn(move |req| handle(req, probe.clone()));
             let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service);
             // A slow or idle scraper cannot hold a task forever.
-            let _ = tokio::time::timeout(Duration::from_secs(30), conn).await;
+            let _ = tokio::time::timeout(CONNECTION_TIMEOUT, conn).await;
         });
     }
 }
@@ -84,7 +126,18 @@ async fn handle(
             )
         }
         "/healthz" => {
-            let (ftp, queue) = tokio::join!(ftp_answers(probe.ftp), queue_answers(&probe));
+            let ftp = async {
+                let (open, max) = probe.limits.usage();
+                if probe.limits.full() {
+                    return Err(format!(
+                        "no new session can be opened: {open} of {max} in use"
+                    ));
+                }
+                ftp_answers(probe.ftp)
+                    .await
+                    .map(|answer| format!("{answer}, {open} of {max} sessions in use"))
+            };
+            let (ftp, queue) = tokio::join!(ftp, queue_answers(&probe));
             let line = |part: &str, r: &Result<String, String>| match r {
                 Ok(detail) => format!("{part}: ok ({detail})\n"),
                 Err(e) => format!("{part}: FAIL ({e})\n"),
@@ -114,8 +167,21 @@ fn reply(status: StatusCode, content_type: &'static str, body: String) -> Respon
     response
 }
 
-/// The queue's depth, on the blocking pool (SQLite is synchronous).
+/// The queue's depth, counted at most once per [`DEPTH_MAX_AGE`].
 async fn queue_depth(probe: &Probe) -> Result<i64, String> {
+    let mut last = probe.depth.lock().await;
+    if let Some((at, depth)) = &*last
+        && at.elapsed() < DEPTH_MAX_AGE
+    {
+        return depth.clone();
+    }
+    let depth = count_queue(probe).await;
+    *last = Some((Instant::now(), depth.clone()));
+    depth
+}
+
+/// Counts the queue, on the blocking pool (SQLite is synchronous).
+async fn count_queue(probe: &Probe) -> Result<i64, String> {
     let config = probe.config.get();
     let query = tokio::task::spawn_blocking(move || {
         let queue = crate::queue::open_read_only(&config)
@@ -135,9 +201,29 @@ async fn update_queue_depth(probe: &Probe) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether the queue answers now: one indexed lookup (cheap at any queue
+/// size); the depth is the last one counted, if any.
 async fn queue_answers(probe: &Probe) -> Result<String, String> {
-    let depth = queue_depth(probe).await?;
-    Ok(format!("{depth} messages queued"))
+    let config = probe.config.get();
+    let query = tokio::task::spawn_blocking(move || {
+        let queue = crate::queue::open_read_only(&config)
+            .map_err(|e| e.message)?
+            .ok_or_else(|| "the queue does not exist".to_owned())?;
+        queue.has_batch("").map_err(|e| e.message)
+    });
+    match tokio::time::timeout(PROBE_TIMEOUT, query).await {
+        Ok(Ok(Ok(_))) => {}
+        Ok(Ok(Err(e))) => return Err(e),
+        Ok(Err(e)) => return Err(format!("query task failed: {e}")),
+        Err(_) => return Err(format!("no answer within {} s", PROBE_TIMEOUT.as_secs())),
+    }
+    Ok(match &*probe.depth.lock().await {
+        Some((at, Ok(depth))) => format!(
+            "answers; {depth} messages queued {} s ago",
+            at.elapsed().as_secs()
+        ),
+        _ => "answers".to_owned(),
+    })
 }
 
 /// Connects to the FTP listener and reads its first reply line (220, or 421

@@ -7,14 +7,14 @@
 //!
 //! ```text
 //!  FTP/FTPS ─▶ landing ─▶ poller ─▶ archive ─▶ text ─▶ csv ─▶ format ─▶ message ─▶ queue
-//!  (ftp,       (.part +   (oldest   (zip,      (decode (records (template (phone,    + results
+//!  (front,     (.part +   (oldest   (zip,      (decode (records (template (phone,    + results
 //!   serve)      rename)    first)    limits)    lines)  bounded) /plain)   schedule…)
 //! ```
 //!
 //! - [`serve`]: the FTP server, the poll loop and the HTTP listener in one
 //!   process; session caps, SIGHUP reload, systemd notification.
-//! - [`ftp`]: accounts (authentication, homes, login guard), session caps and
-//!   atomic landing.
+//! - [`front`]: the FTP/FTPS front: session caps, logins and the login
+//!   guard, atomic landing with names, sizes and per-account storage.
 //! - [`http`], [`metrics`]: `/metrics` (Prometheus) and `/healthz`.
 //! - [`poller`]: customers' folders → work → processed, one archive at a time
 //!   per account, resuming after a crash.
@@ -43,7 +43,7 @@ pub mod config;
 pub mod csv;
 pub mod error;
 pub mod format;
-pub mod ftp;
+pub mod front;
 pub mod http;
 pub mod ingest;
 pub mod message;

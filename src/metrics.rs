@@ -92,7 +92,17 @@ pub static SESSIONS_ACTIVE: LazyLock<IntGauge> = LazyLock::new(|| {
         .expect("metric registers once")
 });
 
-/// Connections answered with 421, by the cap that was hit (`total`, `per_ip`).
+/// Connections closed because they did not log in within `login_timeout_secs`.
+pub static LOGIN_TIMEOUTS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "smsdrop_login_timeouts_total",
+        "FTP connections closed because they did not log in in time"
+    )
+    .expect("metric registers once")
+});
+
+/// Connections answered with 421, by the cap that was hit (`total`,
+/// `per_ip`, `unauthenticated_per_ip`).
 pub static SESSIONS_REFUSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "smsdrop_sessions_refused_total",
@@ -140,8 +150,9 @@ pub fn register_all() {
     LazyLock::force(&LOGIN_FAILURES);
     LazyLock::force(&LOGIN_BANS);
     LazyLock::force(&LOGINS_REFUSED_BANNED);
+    LazyLock::force(&LOGIN_TIMEOUTS);
     LazyLock::force(&SESSIONS_ACTIVE);
-    for cap in ["total", "per_ip"] {
+    for cap in ["total", "per_ip", "unauthenticated_per_ip"] {
         SESSIONS_REFUSED.with_label_values(&[cap]);
     }
     LazyLock::force(&QUEUE_DEPTH);

@@ -3,7 +3,7 @@
 //!
 //! A verification is deliberately slow: it fills `m` KiB of memory (19 MiB
 //! with the recommended `m=19456`) `t` times. Verifications take turns (see
-//! `ftp::Accounts`), and the memory of the last [`parallel`] of them is kept
+//! `front::auth::Accounts`), and the memory of the last [`parallel`] of them is kept
 //! for the next: the argon2 crate allocates it afresh every time, and where
 //! the allocator hands it back to the system in between, touching it page by
 //! page took as long as the hashing (36 vs 15 ms on the development VM).
@@ -22,7 +22,7 @@ pub fn hash(password: &str) -> Result<String, argon2::password_hash::Error> {
 }
 
 /// Verifications worth running at once: each keeps a core busy, so more only
-/// add memory (an FTP login waits for its turn, see `ftp::Accounts`).
+/// add memory (an FTP login waits for its turn, see `front::auth::Accounts`).
 pub fn parallel() -> usize {
     // Asked once: on Linux the answer reads the cgroup's CPU quota files,
     // which `verify` would otherwise do at every login.

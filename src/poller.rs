@@ -34,16 +34,12 @@ fn internal(what: &Path, e: io::Error) -> Rejection {
 
 /// Where an account's archive waits while it is processed.
 pub fn work_dir(config: &Config, account: &AccountConfig) -> PathBuf {
-    config.spool.state_dir.join("work").join(&account.login)
+    config.spool.work(&account.login)
 }
 
 /// Where processed archives are kept.
 pub fn processed_dir(config: &Config, account: &AccountConfig) -> PathBuf {
-    config
-        .spool
-        .state_dir
-        .join("processed")
-        .join(&account.login)
+    config.spool.processed(&account.login)
 }
 
 /// Archives waiting in `dir`, in processing order: by the timestamp in the name
@@ -164,22 +160,36 @@ pub fn poll_account(
     Ok(reports)
 }
 
-/// Removes processed archives older than `keep_processed_days`.
+/// Removes processed archives older than `keep_processed_days` and results
+/// files older than `keep_results_days`; the number removed.
 pub fn prune(config: &Config, now: DateTime<Utc>) -> io::Result<usize> {
-    let keep = chrono::Duration::days(i64::from(config.spool.keep_processed_days));
-    let cutoff: SystemTime = (now - keep).into();
+    let cutoff =
+        |days: u32| -> SystemTime { (now - chrono::Duration::days(i64::from(days))).into() };
+    let processed = cutoff(config.spool.keep_processed_days);
+    let results = cutoff(config.spool.keep_results_days);
     let mut removed = 0;
     for account in &config.accounts {
-        let dir = processed_dir(config, account);
-        let Ok(entries) = fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries {
-            let entry = entry?;
-            let meta = entry.metadata()?;
-            if meta.is_file() && meta.modified()? < cutoff {
-                fs::remove_file(entry.path())?;
-                removed += 1;
+        removed += remove_older(&processed_dir(config, account), processed)?;
+        removed += remove_older(&config.spool.results(&account.login), results)?;
+    }
+    Ok(removed)
+}
+
+/// Removes the files of `dir` last modified before `cutoff`.
+fn remove_older(dir: &Path, cutoff: SystemTime) -> io::Result<usize> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Ok(0);
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry?;
+        // Gone meanwhile (a customer's DELE): nothing to prune.
+        let Ok(meta) = entry.metadata() else { continue };
+        if meta.is_file() && meta.modified()? < cutoff {
+            match fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
             }
         }
     }

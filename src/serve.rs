@@ -1,10 +1,7 @@
 //! `smsdrop serve`: the FTP server, the poller and the HTTP listener in one
 //! process.
 //!
-//! - FTP: our own accept loop enforces the session caps (421 beyond them) and
-//!   hands each admitted connection to libunftp (`Server::service`), built per
-//!   connection from the live configuration — so the TLS certificate is re-read
-//!   for every new session (a renewed certificate needs no restart).
+//! - FTP: [`crate::front`] (session caps, logins, landing).
 //! - The poller runs every `poller.interval_secs` and at once when an upload
 //!   lands (the storage back-end pokes a [`Notify`]). Each poll processes the
 //!   accounts with waiting archives, at most `poller.workers` at a time, each
@@ -16,33 +13,27 @@
 //!   open sessions; `STOPPING=1` at shutdown.
 //!
 //! Shutdown (SIGTERM/SIGINT, or the token) stops accepting, lets uploads in
-//! progress finish for up to [`UPLOAD_GRACE`], closes the sessions, lets the
+//! progress finish for up to [`crate::front::UPLOAD_GRACE`], closes the sessions, lets the
 //! running archives finish — an archive is either committed whole or not at
 //! all — and returns.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use libunftp::ServerBuilder;
-use libunftp::options::ActivePassiveMode;
 use sd_notify::NotifyState;
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Live};
-use crate::ftp::{Accounts, Landing, SessionLimits};
+use crate::front::Front;
 use crate::metrics;
 use crate::poller;
 use crate::zone::NumberZones;
-
-/// How long shutdown waits for uploads in progress.
-pub const UPLOAD_GRACE: Duration = Duration::from_secs(10);
 
 /// Creates the spool, the account homes and the state folder; returns the
 /// absolute spool path.
@@ -99,17 +90,12 @@ pub async fn run(
     tracing::info!(listen = %http_listener.local_addr()?, "HTTP listener started (/metrics, /healthz)");
 
     let landed = Arc::new(Notify::new());
-    let front = Front {
-        live: live.clone(),
-        accounts: Arc::new(Accounts::new(live.clone(), spool.clone())),
-        spool: spool.clone(),
-        landed: landed.clone(),
-        uploads: Arc::new(AtomicUsize::new(0)),
-    };
-    let probe = Arc::new(crate::http::Probe {
-        ftp: ftp_addr,
-        config: live.clone(),
-    });
+    let front = Front::new(live.clone(), spool.clone(), landed.clone());
+    let probe = Arc::new(crate::http::Probe::new(
+        ftp_addr,
+        front.limits(),
+        live.clone(),
+    ));
     let http = tokio::spawn(crate::http::run(http_listener, probe, shutdown.clone()));
     let poll = tokio::spawn(poll_loop(live.clone(), zones, landed, shutdown.clone()));
     let reload = tokio::spawn(reload_on_hangup(
@@ -119,142 +105,13 @@ pub async fn run(
     ));
     notify_systemd(&[NotifyState::Ready]);
 
-    let ftp = accept_loop(ftp_listener, front, shutdown.clone()).await;
+    let ftp = front.run(ftp_listener, shutdown.clone()).await;
     shutdown.cancel();
     notify_systemd(&[NotifyState::Stopping]);
     let _ = http.await;
     let _ = reload.await;
     poll.await.context("poller task")??;
     ftp
-}
-
-/// What every FTP session is built from.
-#[derive(Clone)]
-struct Front {
-    live: Arc<Live>,
-    accounts: Arc<Accounts>,
-    spool: PathBuf,
-    landed: Arc<Notify>,
-    uploads: Arc<AtomicUsize>,
-}
-
-impl Front {
-    /// A libunftp server for one connection, from the live configuration.
-    /// Blocking: it reads the TLS certificate and key.
-    fn server(&self) -> anyhow::Result<libunftp::Server<Landing, crate::ftp::FtpUser>> {
-        let config = self.live.get();
-        let storage = {
-            let (spool, landed, uploads) = (
-                self.spool.clone(),
-                self.landed.clone(),
-                self.uploads.clone(),
-            );
-            let max = config.limits.max_archive_bytes;
-            let stall = Duration::from_secs(config.ftp.idle_timeout_secs);
-            let sync = config.ftp.sync_uploads;
-            move || {
-                Landing::new(&spool, max, stall, landed.clone(), uploads.clone(), sync)
-                    .expect("spool folder exists")
-            }
-        };
-        let [lo, hi] = config.ftp.passive_ports;
-        let mut builder =
-            ServerBuilder::with_user_detail_provider(Box::new(storage), self.accounts.clone())
-                // Set explicitly: the default would be the anonymous authenticator.
-                .authenticator(self.accounts.clone())
-                .greeting("smsdrop ready")
-                .passive_ports(lo..=hi)
-                .active_passive_mode(ActivePassiveMode::ActiveAndPassive)
-                .idle_session_timeout(config.ftp.idle_timeout_secs)
-                .metrics();
-        let host = config.ftp.passive_host.trim();
-        if !host.is_empty() {
-            builder = builder.passive_host(match host.parse::<std::net::Ipv4Addr>() {
-                Ok(ip) => libunftp::options::PassiveHost::Ip(ip),
-                Err(_) => libunftp::options::PassiveHost::Dns(host.to_owned()),
-            });
-        }
-        if let Some(tls) = &config.ftp.tls {
-            builder = builder.ftps(tls.cert.clone(), tls.key.clone());
-        }
-        builder.build().context("cannot configure the FTP server")
-    }
-}
-
-/// Accepts control connections until shutdown: admitted ones get a libunftp
-/// session, the rest a 421 reply.
-async fn accept_loop(
-    listener: TcpListener,
-    front: Front,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let limits = {
-        let ftp = &front.live.get().ftp;
-        SessionLimits::new(ftp.max_sessions, ftp.max_sessions_per_ip)
-    };
-    let mut sessions = tokio::task::JoinSet::new();
-    loop {
-        while sessions.try_join_next().is_some() {}
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of descriptors, most likely: back off instead of spinning.
-                    tracing::warn!(error = %e, "ftp: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let slot = match limits.admit(peer.ip()) {
-            Ok(slot) => slot,
-            Err(cap) => {
-                metrics::SESSIONS_REFUSED
-                    .with_label_values(&[cap.as_str()])
-                    .inc();
-                tracing::warn!(ip = %peer.ip(), cap = cap.as_str(), "connection refused: too many sessions");
-                tokio::spawn(refuse(stream, cap));
-                continue;
-            }
-        };
-        let front = front.clone();
-        sessions.spawn(async move {
-            let _slot = slot;
-            let server = match tokio::task::spawn_blocking(move || front.server()).await {
-                Ok(Ok(server)) => server,
-                Ok(Err(e)) => {
-                    return tracing::error!(error = %format!("{e:#}"), "ftp session not started");
-                }
-                Err(e) => return tracing::error!(error = %e, "ftp session not started"),
-            };
-            if let Err(e) = server.service(stream).await {
-                tracing::debug!(ip = %peer.ip(), error = %e, "ftp session ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    // Uploads in progress may finish (and land); then every session is closed.
-    let deadline = tokio::time::Instant::now() + UPLOAD_GRACE;
-    while front.uploads.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    sessions.shutdown().await;
-    Ok(())
-}
-
-async fn refuse(mut stream: TcpStream, cap: crate::ftp::Cap) {
-    let reply: &[u8] = match cap {
-        crate::ftp::Cap::Total => b"421 Too many connections, try again later.\r\n",
-        crate::ftp::Cap::PerIp => {
-            b"421 Too many connections from your address, try again later.\r\n"
-        }
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        stream.write_all(reply).await?;
-        stream.shutdown().await
-    })
-    .await;
 }
 
 /// SIGHUP: re-read the configuration file and apply its accounts.

@@ -252,7 +252,7 @@ fn json_logs_carry_an_archive_span_and_rust_log_sets_the_level() {
     assert_eq!(code, 0);
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(!text.contains("archive processed"), "{text}");
-    assert!(text.contains("login failed"), "{text}");
+    assert!(text.contains("login refused"), "{text}");
     assert!(!text.contains('\x1b'), "no colours in a file: {text}");
 }
 

@@ -110,12 +110,21 @@ fn oldest_first_and_everything_else_left_alone() {
         4
     );
 
-    // Pruning: nothing is old yet; in 8 days everything is.
+    // Pruning: nothing is old yet; in 8 days the kept archives are, in 31
+    // days the results too (keep_results_days = 30).
+    let results = std::fs::read_dir(home.join("results")).unwrap().count();
+    assert!(results >= 4, "{results} results files");
     assert_eq!(prune(&config, chrono::Utc::now()).unwrap(), 0);
     assert_eq!(
         prune(&config, chrono::Utc::now() + chrono::Duration::days(8)).unwrap(),
         4
     );
+    assert!(home.join("results/guest_20261123080000.json").exists());
+    assert_eq!(
+        prune(&config, chrono::Utc::now() + chrono::Duration::days(31)).unwrap(),
+        results
+    );
+    assert_eq!(std::fs::read_dir(home.join("results")).unwrap().count(), 0);
 }
 
 #[test]

@@ -325,7 +325,16 @@ fn tls_server(require: bool, account_extra: &str) -> Server {
         cert.to_str().unwrap(),
         key.to_str().unwrap()
     );
-    Server::start_with(env, &tls, account_extra)
+    Server::start_opts(
+        env,
+        Options {
+            // Ten clients at once that log in or not (auth_tls_holds_on_a_busy_server).
+            ftp_extra: "max_unauthenticated_per_ip = 20\n".into(),
+            extra: &tls,
+            account_extra,
+            ..Options::default()
+        },
+    )
 }
 
 /// AUTH TLS on a busy server: many sessions at once switch their control
@@ -608,7 +617,7 @@ fn a_burst_of_logins_takes_turns() {
         Env::new(),
         Options {
             ftp_extra: format!(
-                "max_sessions = {0}\nmax_sessions_per_ip = {0}\n",
+                "max_sessions = {0}\nmax_sessions_per_ip = {0}\nmax_unauthenticated_per_ip = {0}\n",
                 logins + 10
             ),
             ..Options::default()
