@@ -199,7 +199,9 @@ fn fifty_sessions_upload_a_thousand_archives() {
     let server = Server::start_opts(
         Env::new(),
         Options {
-            ftp_extra: "max_sessions = 100\nmax_sessions_per_ip = 60\n".into(),
+            ftp_extra:
+                "max_sessions = 100\nmax_sessions_per_ip = 60\nmax_unauthenticated_per_ip = 60\n"
+                    .into(),
             passive_span: 200,
             extra: &extra_accounts,
             ..Options::default()

@@ -6,7 +6,6 @@
 mod common;
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -292,39 +291,9 @@ fn archives_waiting_at_startup_are_processed_in_order() {
 }
 
 /// A self-signed certificate for 127.0.0.1 in `dir`: (cert, key).
-fn self_signed(dir: &std::path::Path) -> (PathBuf, PathBuf) {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let status = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=127.0.0.1",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    (cert, key)
-}
-
 fn tls_server(require: bool, account_extra: &str) -> Server {
     let env = Env::new();
-    let (cert, key) = self_signed(env.dir.path());
-    let tls = format!(
-        "[ftp.tls]\ncert = {:?}\nkey = {:?}\nrequire = {require}\n",
-        cert.to_str().unwrap(),
-        key.to_str().unwrap()
-    );
+    let tls = tls_section(&env, require);
     Server::start_opts(
         env,
         Options {
@@ -431,12 +400,7 @@ ftp.connect("127.0.0.1", {port})
 ftp.login("guest", "guest")
 ftp.prot_p()
 with open("{file}", "rb") as f:
-    try:
-        ftp.storbinary("STOR guest_20261123070003.zip", f)
-    except ssl.SSLEOFError:
-        # libunftp ends a TLS upload channel without close_notify, which
-        # ftplib's unwrap() reports after all data was sent (docs/decisions.md).
-        ftp.voidresp()
+    ftp.storbinary("STOR guest_20261123070003.zip", f)
 ftp.quit()
 "#,
         port = server.port,

@@ -317,3 +317,39 @@ pub fn land(home: &std::path::Path, name: &str, bytes: &[u8]) {
     std::fs::write(&part, bytes).unwrap();
     std::fs::rename(&part, home.join(name)).unwrap();
 }
+
+/// A self-signed certificate and its key for 127.0.0.1, written in `dir`.
+pub fn self_signed(dir: &std::path::Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let status = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    (cert, key)
+}
+
+/// An `[ftp.tls]` section with a fresh self-signed certificate in `env`.
+pub fn tls_section(env: &Env, require: bool) -> String {
+    let (cert, key) = self_signed(env.dir.path());
+    format!(
+        "[ftp.tls]\ncert = {:?}\nkey = {:?}\nrequire = {require}\n",
+        cert.to_str().unwrap(),
+        key.to_str().unwrap()
+    )
+}
