@@ -127,15 +127,20 @@ async fn handle(
         }
         "/healthz" => {
             let ftp = async {
-                let (open, max) = probe.limits.usage();
+                let (open, waiting, max) = probe.limits.usage();
+                let usage = format!("{open} of {max} sessions in use, {waiting} not logged in");
                 if probe.limits.full() {
-                    return Err(format!(
-                        "no new session can be opened: {open} of {max} in use"
+                    return Err(format!("no new session can be opened: {usage}"));
+                }
+                if open >= max {
+                    // Connecting would displace a waiting connection.
+                    return Ok(format!(
+                        "{usage}; a newcomer takes the place of one not logged in"
                     ));
                 }
                 ftp_answers(probe.ftp)
                     .await
-                    .map(|answer| format!("{answer}, {open} of {max} sessions in use"))
+                    .map(|answer| format!("{answer}, {usage}"))
             };
             let (ftp, queue) = tokio::join!(ftp, queue_answers(&probe));
             let line = |part: &str, r: &Result<String, String>| match r {

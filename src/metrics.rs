@@ -101,6 +101,16 @@ pub static LOGIN_TIMEOUTS: LazyLock<IntCounter> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+/// Connections not logged in yet, closed to give their place to a newcomer
+/// when every place was taken.
+pub static SESSIONS_DISPLACED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "smsdrop_sessions_displaced_total",
+        "FTP connections not logged in yet, closed to give their place to a newcomer"
+    )
+    .expect("metric registers once")
+});
+
 /// Connections answered with 421, by the cap that was hit (`total`,
 /// `per_ip`, `unauthenticated_per_ip`).
 pub static SESSIONS_REFUSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
@@ -151,6 +161,7 @@ pub fn register_all() {
     LazyLock::force(&LOGIN_BANS);
     LazyLock::force(&LOGINS_REFUSED_BANNED);
     LazyLock::force(&LOGIN_TIMEOUTS);
+    LazyLock::force(&SESSIONS_DISPLACED);
     LazyLock::force(&SESSIONS_ACTIVE);
     for cap in ["total", "per_ip", "unauthenticated_per_ip"] {
         SESSIONS_REFUSED.with_label_values(&[cap]);

@@ -255,10 +255,21 @@ fn healthz_is_503_when_no_session_can_be_opened() {
         start("max_sessions = 4\nmax_sessions_per_ip = 2\nmax_unauthenticated_per_ip = 2\n");
     let (status, body) = http_get(server.http_port, "/healthz");
     assert_eq!(status, 200, "{body}");
-    let held: Vec<Ctl> = ["127.0.0.2", "127.0.0.2", "127.0.0.3", "127.0.0.3"]
+    // Full of connections waiting to log in: a newcomer would still get in.
+    let waiting: Vec<Ctl> = ["127.0.0.2", "127.0.0.2", "127.0.0.3", "127.0.0.3"]
         .iter()
         .map(|src| Ctl::open_from(src, server.port))
         .collect();
+    let (status, body) = http_get(server.http_port, "/healthz");
+    assert_eq!(status, 200, "{body}");
+    drop(waiting);
+    // Full of logged-in sessions: nobody else gets in.
+    let mut held = Vec::new();
+    for src in ["127.0.0.4", "127.0.0.4", "127.0.0.5", "127.0.0.5"] {
+        let mut ctl = Ctl::open_from(src, server.port);
+        assert!(ctl.login("guest", "guest").starts_with("230"));
+        held.push(ctl);
+    }
     let (status, body) = http_get(server.http_port, "/healthz");
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("ftp: FAIL"), "{body}");
@@ -268,6 +279,27 @@ fn healthz_is_503_when_no_session_can_be_opened() {
         assert!(Instant::now() < deadline, "still 503 with the caps free");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+#[test]
+fn connections_that_only_wait_cannot_shut_customers_out() {
+    // Ten places, filled by connections that never log in, from five
+    // addresses; a customer still gets in, displacing one of them.
+    let server =
+        start("max_sessions = 10\nmax_sessions_per_ip = 4\nmax_unauthenticated_per_ip = 2\n");
+    let mut waiting: Vec<Ctl> = (0..10)
+        .map(|i| Ctl::open_from(&format!("127.0.3.{}", i / 2 + 1), server.port))
+        .collect();
+    let mut customer = Ctl::open_from("127.0.0.1", server.port);
+    assert!(customer.login("guest", "guest").starts_with("230"));
+    let mut closed = 0;
+    for c in &mut waiting {
+        if c.closed_within(Duration::from_millis(300)).is_some() {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 1);
+    assert_eq!(metric(&server, "smsdrop_sessions_displaced_total"), 1.0);
 }
 
 fn guard_server(max_failures: u32) -> Server {

@@ -3,6 +3,14 @@
 //! the ones not logged in yet (`max_unauthenticated_per_ip`), so that
 //! connections that never log in cannot fill the caps.
 //!
+//! When all `max_sessions` places are taken, a newcomer takes the place of a
+//! connection that has not logged in, from the address holding the most of
+//! them (its oldest), provided that address holds more than the newcomer's
+//! own: connections that only wait, spread over many addresses, cannot shut
+//! customers out, and a customer's own connection, alone from its address,
+//! is the last to go. The displaced connection is closed
+//! ([`SessionSlot::displaced`]). Only logged-in sessions can fill the server.
+//!
 //! A [`SessionSlot`] holds one place until it is dropped; it moves from "not
 //! logged in" to "logged in" once ([`SessionSlot::logged_in`]).
 //!
@@ -10,10 +18,12 @@
 //! prefix (what one customer network gets, and what an attacker can rotate
 //! addresses within).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv6Addr};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+
+use tokio_util::sync::CancellationToken;
 
 use crate::metrics;
 
@@ -35,6 +45,7 @@ pub struct SessionLimits {
     max_per_ip: u32,
     max_unauthenticated_per_ip: u32,
     open: Mutex<Open>,
+    next_id: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -43,10 +54,11 @@ struct Open {
     by_ip: HashMap<IpAddr, PerIp>,
 }
 
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default)]
 struct PerIp {
     open: u32,
-    unauthenticated: u32,
+    /// Connections not logged in yet, oldest first: (slot id, its closer).
+    waiting: VecDeque<(u64, CancellationToken)>,
 }
 
 /// Which cap refused a connection (the `cap` label of the metric).
@@ -78,6 +90,35 @@ impl Cap {
     }
 }
 
+impl Open {
+    /// Frees the place of the oldest waiting connection of the address that
+    /// holds the most waiting connections, if it holds more than `than`.
+    fn displace(&mut self, than: usize) -> bool {
+        let Some((&ip, _)) = self
+            .by_ip
+            .iter()
+            .filter(|(_, p)| p.waiting.len() > than)
+            .max_by_key(|(_, p)| p.waiting.len())
+        else {
+            return false;
+        };
+        let mine = self.by_ip.get_mut(&ip).expect("address just found");
+        let (_, closer) = mine
+            .waiting
+            .pop_front()
+            .expect("address has waiting connections");
+        closer.cancel();
+        mine.open -= 1;
+        if mine.open == 0 {
+            self.by_ip.remove(&ip);
+        }
+        self.total -= 1;
+        metrics::SESSIONS_ACTIVE.dec();
+        metrics::SESSIONS_DISPLACED.inc();
+        true
+    }
+}
+
 impl SessionLimits {
     pub fn new(max_total: u32, max_per_ip: u32, max_unauthenticated_per_ip: u32) -> Arc<Self> {
         Arc::new(SessionLimits {
@@ -85,6 +126,7 @@ impl SessionLimits {
             max_per_ip,
             max_unauthenticated_per_ip,
             open: Mutex::default(),
+            next_id: AtomicU64::new(0),
         })
     }
 
@@ -92,82 +134,94 @@ impl SessionLimits {
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Arc<SessionSlot>, Cap> {
         let key = client_key(ip);
         let mut open = self.open.lock().expect("session lock");
-        if open.total >= self.max_total {
+        let (mine_open, mine_waiting) = open
+            .by_ip
+            .get(&key)
+            .map_or((0, 0), |p| (p.open, p.waiting.len()));
+        if mine_open >= self.max_per_ip {
+            return Err(Cap::PerIp);
+        }
+        if mine_waiting >= self.max_unauthenticated_per_ip as usize {
+            return Err(Cap::Unauthenticated);
+        }
+        if open.total >= self.max_total && !open.displace(mine_waiting) {
             return Err(Cap::Total);
         }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let closer = CancellationToken::new();
         let mine = open.by_ip.entry(key).or_default();
-        let refused = if mine.open >= self.max_per_ip {
-            Some(Cap::PerIp)
-        } else if mine.unauthenticated >= self.max_unauthenticated_per_ip {
-            Some(Cap::Unauthenticated)
-        } else {
-            None
-        };
-        if let Some(cap) = refused {
-            if mine.open == 0 {
-                open.by_ip.remove(&key);
-            }
-            return Err(cap);
-        }
         mine.open += 1;
-        mine.unauthenticated += 1;
+        mine.waiting.push_back((id, closer.clone()));
         open.total += 1;
         metrics::SESSIONS_ACTIVE.inc();
         Ok(Arc::new(SessionSlot {
             limits: self.clone(),
             key,
+            id,
+            closer,
             logged_in: AtomicBool::new(false),
         }))
     }
 
-    /// Can no new session be opened (the total cap is reached)?
+    /// Can no new session be opened: every place is taken by a logged-in
+    /// session (none that waits to log in could be displaced)?
     pub fn full(&self) -> bool {
-        self.open.lock().expect("session lock").total >= self.max_total
+        let open = self.open.lock().expect("session lock");
+        open.total >= self.max_total && open.by_ip.values().all(|p| p.waiting.is_empty())
     }
 
-    /// Open connections, and the cap on them.
-    pub fn usage(&self) -> (u32, u32) {
-        (
-            self.open.lock().expect("session lock").total,
-            self.max_total,
-        )
+    /// Open connections, those not logged in yet, and the cap on all.
+    pub fn usage(&self) -> (u32, usize, u32) {
+        let open = self.open.lock().expect("session lock");
+        let waiting = open.by_ip.values().map(|p| p.waiting.len()).sum();
+        (open.total, waiting, self.max_total)
     }
 }
 
-/// One open connection, counted until dropped.
+/// One open connection, counted until dropped (or displaced).
 #[derive(Debug)]
 pub struct SessionSlot {
     limits: Arc<SessionLimits>,
     key: IpAddr,
+    id: u64,
+    /// Cancelled when the place was given to a newcomer.
+    closer: CancellationToken,
     logged_in: AtomicBool,
 }
 
 impl SessionSlot {
-    /// The connection has logged in: it no longer counts as waiting to.
+    /// The connection has logged in: it no longer counts as waiting to, and
+    /// can no longer be displaced.
     pub fn logged_in(&self) {
         if self.logged_in.swap(true, Ordering::AcqRel) {
             return;
         }
         let mut open = self.limits.open.lock().expect("session lock");
         if let Some(mine) = open.by_ip.get_mut(&self.key) {
-            mine.unauthenticated = mine.unauthenticated.saturating_sub(1);
+            mine.waiting.retain(|(id, _)| *id != self.id);
         }
     }
 
     pub fn is_logged_in(&self) -> bool {
         self.logged_in.load(Ordering::Acquire)
     }
+
+    /// Resolves when the connection's place was given to a newcomer.
+    pub async fn displaced(&self) {
+        self.closer.cancelled().await
+    }
 }
 
 impl Drop for SessionSlot {
     fn drop(&mut self) {
+        if self.closer.is_cancelled() {
+            return; // its place was already given away
+        }
         let mut open = self.limits.open.lock().expect("session lock");
         open.total -= 1;
         if let Some(mine) = open.by_ip.get_mut(&self.key) {
             mine.open -= 1;
-            if !self.logged_in.load(Ordering::Acquire) {
-                mine.unauthenticated = mine.unauthenticated.saturating_sub(1);
-            }
+            mine.waiting.retain(|(id, _)| *id != self.id);
             if mine.open == 0 {
                 open.by_ip.remove(&self.key);
             }
@@ -180,15 +234,22 @@ impl Drop for SessionSlot {
 mod tests {
     use super::*;
 
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
     #[test]
     fn caps_count_per_address_and_in_all() {
         let limits = SessionLimits::new(3, 2, 2);
-        let a: IpAddr = "192.0.2.1".parse().unwrap();
-        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let (a, b) = (ip("192.0.2.1"), ip("192.0.2.2"));
         let a1 = limits.admit(a).unwrap();
         let a2 = limits.admit(a).unwrap();
         assert_eq!(limits.admit(a).unwrap_err(), Cap::PerIp);
+        for s in [&a1, &a2] {
+            s.logged_in();
+        }
         let b1 = limits.admit(b).unwrap();
+        b1.logged_in();
         assert_eq!(limits.admit(b).unwrap_err(), Cap::Total);
         assert!(limits.full());
         drop(a1);
@@ -201,7 +262,7 @@ mod tests {
     #[test]
     fn connections_waiting_to_log_in_have_their_own_cap() {
         let limits = SessionLimits::new(10, 5, 2);
-        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let a = ip("192.0.2.1");
         let a1 = limits.admit(a).unwrap();
         let _a2 = limits.admit(a).unwrap();
         assert_eq!(limits.admit(a).unwrap_err(), Cap::Unauthenticated);
@@ -215,8 +276,36 @@ mod tests {
     }
 
     #[test]
+    fn a_newcomer_displaces_the_oldest_waiting_connection_of_the_busiest_address() {
+        let limits = SessionLimits::new(4, 4, 3);
+        let (attacker, other, customer) = (ip("192.0.2.1"), ip("192.0.2.2"), ip("192.0.2.3"));
+        let a: Vec<_> = (0..3).map(|_| limits.admit(attacker).unwrap()).collect();
+        let o = limits.admit(other).unwrap();
+        assert!(!limits.full(), "waiting connections can be displaced");
+        let c = limits.admit(customer).unwrap();
+        assert!(a[0].closer.is_cancelled(), "the attacker's oldest goes");
+        assert!(!a[1].closer.is_cancelled() && !o.closer.is_cancelled());
+        assert_eq!(limits.usage().0, 4);
+        // Equal holdings: nobody is displaced for an address that has as many.
+        let a2 = limits.admit(attacker).unwrap_err();
+        assert_eq!(a2, Cap::Total);
+        // The displaced slot's drop does not count twice.
+        drop(a);
+        assert_eq!(limits.usage().0, 2);
+        // Logged-in sessions are never displaced.
+        c.logged_in();
+        o.logged_in();
+        let x = limits.admit(ip("192.0.2.9")).unwrap();
+        let y = limits.admit(ip("192.0.2.10")).unwrap();
+        x.logged_in();
+        y.logged_in();
+        assert!(limits.full());
+        assert_eq!(limits.admit(ip("192.0.2.11")).unwrap_err(), Cap::Total);
+    }
+
+    #[test]
     fn client_keys() {
-        let key = |s: &str| client_key(s.parse().unwrap()).to_string();
+        let key = |s: &str| client_key(ip(s)).to_string();
         assert_eq!(key("192.0.2.1"), "192.0.2.1");
         assert_eq!(key("::ffff:192.0.2.1"), "192.0.2.1");
         assert_eq!(key("2001:db8:1:2:3:4:5:6"), "2001:db8:1:2::");

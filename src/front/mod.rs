@@ -2,7 +2,8 @@
 //! layers its own around libunftp:
 //!
 //! - [`limits`]: caps on connections, in all, per address, and not logged in
-//!   yet; the accept loop here answers 421 beyond them.
+//!   yet; the accept loop here answers 421 beyond them, and closes a waiting
+//!   connection whose place a newcomer took.
 //! - [`auth`]: who may log in ([`auth::Accounts`]), with the login guard
 //!   ([`guard`]) and replies that tell nothing by their content or timing.
 //! - [`landing`]: the storage back-end, a decorator over the file-system one:
@@ -227,6 +228,10 @@ impl Front {
                 metrics::LOGIN_TIMEOUTS.inc();
                 tracing::info!(ip = %peer.ip(), timeout_secs = login_timeout.as_secs(),
                     "connection closed: not logged in in time");
+            }
+            () = slot.displaced() => {
+                tracing::info!(ip = %peer.ip(),
+                    "connection closed: not logged in, its place given to a newcomer");
             }
         }
     }
