@@ -1,8 +1,12 @@
-//! Archive names: `<login>_<YYYYMMDDhhmmss>.zip` (SPEC §3).
+//! Archive names: `<login>_<YYYYMMDDhhmmss>.zip` (SPEC §3), the extension in
+//! any case.
 //!
 //! The login is everything before the *last* `_` (logins may contain `_`), the
 //! timestamp must be a real calendar date-time, and the batch id is the file name
-//! without `.zip`. The timestamp orders an account's archives.
+//! without its extension. The timestamp orders an account's archives.
+//!
+//! Also the names customers' tools upload under before renaming to the final
+//! name ([`is_temporary_name`]): those are never processed.
 
 use chrono::{NaiveDate, NaiveDateTime};
 use std::fmt;
@@ -48,7 +52,7 @@ impl BatchName {
                 ),
             )
         };
-        let Some(id) = file_name.strip_suffix(".zip") else {
+        let Some(id) = strip_zip(file_name) else {
             return Err(bad("does not end in .zip"));
         };
         let Some((login, stamp)) = id.rsplit_once('_') else {
@@ -69,6 +73,37 @@ impl BatchName {
             stamp,
         })
     }
+}
+
+/// The name without its `.zip` extension (any case).
+fn strip_zip(name: &str) -> Option<&str> {
+    let at = name.len().checked_sub(4)?;
+    let (stem, ext) = (name.get(..at)?, name.get(at..)?);
+    ext.eq_ignore_ascii_case(".zip").then_some(stem)
+}
+
+/// The batch id an archive named `file_name` gets: the name without its
+/// `.zip` extension (any case), or the whole name when it has none.
+pub fn batch_stem(file_name: &str) -> &str {
+    strip_zip(file_name).unwrap_or(file_name)
+}
+
+/// Does `name` end in `.zip`, in any case (`.ZIP` from Windows tools)?
+pub fn is_archive_name(name: &str) -> bool {
+    strip_zip(name).is_some()
+}
+
+/// Is `name` one that customers' tools upload under and then rename to the
+/// final name: `*.tmp`, `*.part` (ncftpput -S, many scripts), `*.filepart`
+/// (WinSCP), `.in.*` (lftp's `xfer:use-temp-file`), `tmp.*` (ncftpput -T)?
+/// Such a file is kept as it is and never processed.
+pub fn is_temporary_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    [".tmp", ".part", ".filepart"]
+        .iter()
+        .any(|suffix| lower.ends_with(suffix))
+        || lower.starts_with(".in.")
+        || lower.starts_with("tmp.")
 }
 
 fn parse_stamp(s: &str) -> Option<NaiveDateTime> {
@@ -97,6 +132,34 @@ mod tests {
     }
 
     #[test]
+    fn the_extension_may_be_upper_case() {
+        let name = BatchName::parse("guest_20120207231932.ZIP").unwrap();
+        assert_eq!(name.id.as_str(), "guest_20120207231932");
+        assert!(is_archive_name("a.Zip") && !is_archive_name("zip") && !is_archive_name("é.zi"));
+    }
+
+    #[test]
+    fn temporary_names() {
+        for name in [
+            "guest_20120207231932.zip.tmp",
+            "guest_20120207231932.zip.part",
+            "guest_20120207231932.zip.filepart",
+            ".in.guest_20120207231932.zip",
+            "tmp.guest_20120207231932.zip",
+            "TMP.x.ZIP",
+        ] {
+            assert!(is_temporary_name(name), "{name}");
+        }
+        for name in [
+            "guest_20120207231932.zip",
+            "tmpl_20120207231932.zip",
+            ".x.zip",
+        ] {
+            assert!(!is_temporary_name(name), "{name}");
+        }
+    }
+
+    #[test]
     fn login_is_everything_before_the_last_underscore() {
         let name = BatchName::parse("my_shop_20260101000000.zip").unwrap();
         assert_eq!(name.login, "my_shop");
@@ -105,7 +168,6 @@ mod tests {
     #[test]
     fn rejects_bad_names() {
         for bad in [
-            "guest_20120207231932.ZIP",
             "guest_20120207231932.zip.tmp",
             "guest20120207231932.zip",
             "_20120207231932.zip",

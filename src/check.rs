@@ -239,10 +239,7 @@ pub fn name_only_report(file_name: &str, received_at: DateTime<Utc>, now: DateTi
     let error = crate::batch::BatchName::parse(file_name).expect_err("called for bad names");
     Report {
         summary: Summary {
-            batch: file_name
-                .strip_suffix(".zip")
-                .unwrap_or(file_name)
-                .to_owned(),
+            batch: crate::batch::batch_stem(file_name).to_owned(),
             status: Status::Rejected,
             format: None,
             rows: 0,

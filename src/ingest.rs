@@ -68,7 +68,7 @@ pub fn ingest(
             None => false,
         };
         let seen = move |_: &crate::batch::BatchId| Ok(duplicate);
-        let stem = file_name.strip_suffix(".zip").unwrap_or(&file_name);
+        let stem = crate::batch::batch_stem(&file_name);
         let mut csv = ResultsCsv::create(&dir, stem, account.encoding)?;
         let mut fallbacks = Default::default();
         let staged = match queue.stage(&account.login, &mut |sink| {

@@ -55,7 +55,10 @@ pub fn pending(dir: &Path) -> io::Result<Vec<PathBuf>> {
     for entry in entries {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if !name.ends_with(".zip") || name.starts_with('.') {
+        if !crate::batch::is_archive_name(&name)
+            || name.starts_with('.')
+            || crate::batch::is_temporary_name(&name)
+        {
             continue;
         }
         let meta = entry.metadata()?;

@@ -171,11 +171,7 @@ pub fn arrival(path: &Path, now: DateTime<Utc>) -> Arrival {
 pub fn process(job: &Job<'_>, sink: &mut dyn RowSink) -> Report {
     let mut format = None;
     let mut tally = Tally::default();
-    let batch = job
-        .file_name
-        .strip_suffix(".zip")
-        .unwrap_or(job.file_name)
-        .to_owned();
+    let batch = crate::batch::batch_stem(job.file_name).to_owned();
     let error = run(job, sink, &mut format, &mut tally).err();
     if error.is_some() {
         tally = Tally::default();

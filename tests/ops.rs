@@ -168,8 +168,7 @@ fn session_caps_answer_421() {
         Some(1.0)
     );
     assert!(
-        sample_value(&metrics, "smsdrop_sessions_displaced_total", &[])
-            .is_some_and(|n| n >= 1.0)
+        sample_value(&metrics, "smsdrop_sessions_displaced_total", &[]).is_some_and(|n| n >= 1.0)
     );
 }
 

@@ -1,14 +1,17 @@
 //! The storage back-end (SPEC §2): a decorator over libunftp's file-system
-//! back-end, which lists, downloads and deletes inside the account's home;
-//! uploads take their own path here.
+//! back-end, which downloads and deletes inside the account's home; uploads,
+//! renames, listings and file status take their own path here.
 //!
-//! An upload is written to `.<name>.part` in 256 KiB chunks (a few queued for
-//! a blocking writer, so the network is read while the disk writes) and
+//! An upload is written to `.<name>.uploading` in 256 KiB chunks (a few queued
+//! for a blocking writer, so the network is read while the disk writes) and
 //! renamed to `<name>` only when the transfer ended — so the poller, which
 //! ignores hidden files, never sees a partial file. On the way it is held to:
-//! - names: one `*.zip` name at the home's top level (else 553);
-//! - size: `max_archive_bytes` per archive and the account's storage
-//!   ([`Quota`]) (else 552);
+//! - names: a `*.zip` name (any case) at the home's top level, or a temporary
+//!   name ([`crate::batch::is_temporary_name`]: `*.tmp`, `*.part`,
+//!   `*.filepart`, `.in.*`, `tmp.*`), which is kept and never processed until
+//!   `RNTO` gives it a final name — atomically, with a `rename` (else 553);
+//! - size: `max_archive_bytes` per file and the account's storage ([`Quota`])
+//!   (else 552);
 //! - one upload of a name at a time: a second one while the first is in
 //!   progress gets 450 (the kept copy could otherwise differ from the archive
 //!   that was processed); an archive that landed and waits may be replaced;
@@ -16,6 +19,14 @@
 //!
 //! Nothing is left behind by a failed upload: its part file is removed, also
 //! when the session is dropped mid-transfer (shutdown, abort).
+//!
+//! Listings never fail because an entry went away between reading the folder
+//! and its metadata (the poller picks archives up, results are published):
+//! such an entry is left out. A listing takes `-options` (stripped by the
+//! parser), a folder, a file, or a `*`/`?` pattern in its last component. An
+//! archive that landed stays listed and answers `SIZE`/`MDTM`/`MLST` for
+//! [`RECENT`] after its upload even when the poller has taken it already:
+//! rclone, WinSCP and others check an upload by listing its folder.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -31,7 +42,9 @@ use tokio::sync::Notify;
 use unftp_core::storage::{self, ErrorKind, Metadata, StorageBackend};
 use unftp_sbe_fs::Filesystem;
 
+use crate::batch::{is_archive_name, is_temporary_name};
 use crate::front::auth::FtpUser;
+use crate::front::listing::{self, Entry, Recent};
 use crate::front::quota::Quota;
 
 /// What every session's back-end shares.
@@ -49,6 +62,8 @@ pub struct Shared {
     pub quota: Arc<Quota>,
     /// Targets of the uploads in progress, all accounts.
     receiving: Mutex<HashSet<PathBuf>>,
+    /// Archives just landed, shown for a while after the poller took them.
+    recent: Recent,
 }
 
 impl Shared {
@@ -67,6 +82,7 @@ impl Shared {
             sync,
             quota,
             receiving: Mutex::default(),
+            recent: Recent::default(),
         })
     }
 }
@@ -141,7 +157,7 @@ impl<'a> Upload<'a> {
 
 impl Drop for Upload<'_> {
     fn drop(&mut self) {
-        if !self.landed {
+        if !self.landed && !self.part.as_os_str().is_empty() {
             // One unlink; not worth a trip to the blocking pool.
             let _ = std::fs::remove_file(&self.part);
         }
@@ -158,9 +174,19 @@ fn refuse(kind: ErrorKind, message: String) -> storage::Error {
     storage::Error::new(kind, message)
 }
 
-/// The file name of an upload if it may land: one `*.zip` name at the top of
-/// the home, not hidden.
-fn landing_name(path: &Path) -> Result<String, storage::Error> {
+/// What an upload's name makes of it.
+#[derive(Debug, PartialEq, Eq)]
+enum Name {
+    /// An archive, processed once landed.
+    Archive(String),
+    /// A temporary name, kept until renamed to an archive's.
+    Temporary(String),
+}
+
+/// The file name of an upload if it may land: a `*.zip` name (any case) or
+/// a temporary name, at the top of the home, not hidden but for lftp's
+/// `.in.*`.
+fn landing_name(path: &Path) -> Result<Name, storage::Error> {
     let mut parts = path
         .components()
         .filter(|c| !matches!(c, Component::RootDir | Component::CurDir));
@@ -174,16 +200,40 @@ fn landing_name(path: &Path) -> Result<String, storage::Error> {
         ));
     };
     let name = name.to_string_lossy().into_owned();
-    if name.starts_with('.') || !name.ends_with(".zip") {
-        return Err(refuse(
+    if is_temporary_name(&name) && (!name.starts_with('.') || name.starts_with(".in.")) {
+        Ok(Name::Temporary(name))
+    } else if !name.starts_with('.') && is_archive_name(&name) {
+        Ok(Name::Archive(name))
+    } else {
+        Err(refuse(
             ErrorKind::FileNameNotAllowedError,
             format!("{name}: only <login>_<YYYYMMDDhhmmss>.zip archives are accepted"),
-        ));
+        ))
     }
-    Ok(name)
+}
+
+/// The result of a blocking storage task.
+async fn joined_storage<T>(
+    task: tokio::task::JoinHandle<storage::Result<T>>,
+) -> storage::Result<T> {
+    task.await
+        .unwrap_or_else(|e| Err(storage::Error::new(ErrorKind::LocalError, e)))
 }
 
 impl Landing {
+    /// An archive has landed at `target`: shown for a while, and the poller
+    /// is woken.
+    async fn landed(&self, target: PathBuf) {
+        let shared = self.shared.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Ok(meta) = std::fs::metadata(&target) {
+                shared.recent.landed(target, Entry::of(&meta));
+            }
+        })
+        .await;
+        self.shared.landed.notify_one();
+    }
+
     /// Receives `input` into `part`; the bytes received.
     async fn receive<R: AsyncRead + Unpin>(
         &self,
@@ -268,10 +318,15 @@ impl Landing {
 
 #[async_trait]
 impl StorageBackend<FtpUser> for Landing {
-    type Metadata = <Filesystem as StorageBackend<FtpUser>>::Metadata;
+    type Metadata = Entry;
 
     fn enter(&mut self, user: &FtpUser) -> std::io::Result<()> {
         StorageBackend::<FtpUser>::enter(&mut self.inner, user)
+    }
+
+    fn supported_features(&self) -> u32 {
+        // REST: downloads resume (uploads are whole or nothing, see `put`).
+        storage::FEATURE_RESTART
     }
 
     async fn metadata<P: AsRef<Path> + Send + fmt::Debug>(
@@ -279,7 +334,15 @@ impl StorageBackend<FtpUser> for Landing {
         user: &FtpUser,
         path: P,
     ) -> storage::Result<Self::Metadata> {
-        self.inner.metadata(user, path).await
+        let (home, path, shared) = (
+            user.home.clone(),
+            path.as_ref().to_owned(),
+            self.shared.clone(),
+        );
+        joined_storage(tokio::task::spawn_blocking(move || {
+            listing::status(&home, &path, &shared.recent)
+        }))
+        .await
     }
 
     async fn list<P: AsRef<Path> + Send + fmt::Debug>(
@@ -290,16 +353,15 @@ impl StorageBackend<FtpUser> for Landing {
     where
         Self::Metadata: Metadata,
     {
-        let all = self.inner.list(user, path).await?;
-        // Uploads in progress (hidden part files) are nobody's business.
-        Ok(all
-            .into_iter()
-            .filter(|f| {
-                !f.path
-                    .file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-            })
-            .collect())
+        let (home, path, shared) = (
+            user.home.clone(),
+            path.as_ref().to_owned(),
+            self.shared.clone(),
+        );
+        joined_storage(tokio::task::spawn_blocking(move || {
+            listing::list(&home, &path, &shared.recent)
+        }))
+        .await
     }
 
     async fn get<P: AsRef<Path> + Send + fmt::Debug>(
@@ -328,19 +390,22 @@ impl StorageBackend<FtpUser> for Landing {
             ));
         }
         let name = landing_name(path.as_ref())?;
-        let part = user.home.join(format!(".{name}.part"));
-        let target = user.home.join(&name);
+        let (Name::Archive(name) | Name::Temporary(name)) = &name;
+        let part = user.home.join(format!(".{name}.uploading"));
+        let target = user.home.join(name);
         let Some(mut upload) = Upload::start(&self.shared, part.clone(), target.clone()) else {
             return Err(refuse(
                 ErrorKind::TransientFileNotAvailable,
                 format!("{name}: another upload of this name is in progress"),
             ));
         };
-        let total = self.receive(user, &name, &part, input).await?;
+        let total = self.receive(user, name, &part, input).await?;
         tokio::fs::rename(&part, &target).await?;
         upload.landed = true;
         drop(upload);
-        self.shared.landed.notify_one();
+        if is_archive_name(name) && !is_temporary_name(name) {
+            self.landed(target).await;
+        }
         Ok(total)
     }
 
@@ -365,17 +430,66 @@ impl StorageBackend<FtpUser> for Landing {
 
     async fn rename<P: AsRef<Path> + Send + fmt::Debug>(
         &self,
-        _user: &FtpUser,
+        user: &FtpUser,
         from: P,
-        _to: P,
+        to: P,
     ) -> storage::Result<()> {
-        Err(refuse(
-            ErrorKind::PermissionDenied,
-            format!(
-                "{}: renaming is not supported; upload under the final name",
-                from.as_ref().display()
-            ),
-        ))
+        let from_name = match landing_name(from.as_ref()) {
+            Ok(Name::Temporary(name)) => name,
+            _ => {
+                return Err(refuse(
+                    ErrorKind::FileNameNotAllowedError,
+                    format!(
+                        "{}: only an upload under a temporary name (*.tmp, *.part, tmp.*, .in.*) can be renamed",
+                        from.as_ref().display()
+                    ),
+                ));
+            }
+        };
+        let Name::Archive(to_name) = landing_name(to.as_ref())? else {
+            return Err(refuse(
+                ErrorKind::FileNameNotAllowedError,
+                format!(
+                    "{}: rename to <login>_<YYYYMMDDhhmmss>.zip",
+                    to.as_ref().display()
+                ),
+            ));
+        };
+        let (source, target) = (user.home.join(&from_name), user.home.join(&to_name));
+        if self
+            .shared
+            .receiving
+            .lock()
+            .expect("landing lock")
+            .contains(&source)
+        {
+            return Err(refuse(
+                ErrorKind::TransientFileNotAvailable,
+                format!("{from_name}: its upload is still in progress"),
+            ));
+        }
+        // The target is reserved as an upload's would be: not while one of
+        // that name is in progress.
+        let Some(mut reserved) = Upload::start(&self.shared, PathBuf::new(), target.clone()) else {
+            return Err(refuse(
+                ErrorKind::TransientFileNotAvailable,
+                format!("{to_name}: an upload of this name is in progress"),
+            ));
+        };
+        match tokio::fs::rename(&source, &target).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(refuse(
+                    ErrorKind::PermanentFileNotAvailable,
+                    format!("{from_name}: not found"),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        reserved.landed = true;
+        drop(reserved);
+        self.landed(target).await;
+        Ok(())
     }
 
     async fn rmd<P: AsRef<Path> + Send + fmt::Debug>(
@@ -394,7 +508,13 @@ impl StorageBackend<FtpUser> for Landing {
         user: &FtpUser,
         path: P,
     ) -> storage::Result<()> {
-        self.inner.cwd(user, path).await
+        match self.metadata(user, path).await {
+            Ok(entry) if entry.is_dir() => Ok(()),
+            _ => Err(refuse(
+                ErrorKind::PermanentDirectoryNotAvailable,
+                "no such folder".into(),
+            )),
+        }
     }
 }
 
@@ -403,13 +523,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_top_level_zip_names_land() {
+    fn only_top_level_zip_and_temporary_names_land() {
+        let archive = |s: &str| Name::Archive(s.into());
+        let temporary = |s: &str| Name::Temporary(s.into());
         assert_eq!(
             landing_name(Path::new("/guest_20261123070000.zip")).unwrap(),
-            "guest_20261123070000.zip"
+            archive("guest_20261123070000.zip")
         );
-        assert_eq!(landing_name(Path::new("a.zip")).unwrap(), "a.zip");
+        assert_eq!(landing_name(Path::new("a.zip")).unwrap(), archive("a.zip"));
+        assert_eq!(landing_name(Path::new("A.ZIP")).unwrap(), archive("A.ZIP"));
+        for name in [
+            "a.zip.tmp",
+            "a.zip.part",
+            "tmp.a.zip",
+            ".in.a.zip",
+            "a.zip.filepart",
+        ] {
+            assert_eq!(landing_name(Path::new(name)).unwrap(), temporary(name));
+        }
         for bad in [
+            ".a.zip.part",
+            "/results/a.zip.tmp",
             "/results/a.zip",
             "../a.zip",
             "a.txt",

@@ -7,8 +7,9 @@
 //! - [`auth`]: who may log in ([`auth::Accounts`]), with the login guard
 //!   ([`guard`]) and replies that tell nothing by their content or timing.
 //! - [`landing`]: the storage back-end, a decorator over the file-system one:
-//!   atomic landing of uploads, names, sizes, one upload of a name at a time,
-//!   and the account's storage ([`quota`]).
+//!   atomic landing of uploads (temporary names and `RNTO` too), names,
+//!   sizes, one upload of a name at a time, and the account's storage
+//!   ([`quota`]); what listings and file status show ([`listing`]).
 //!
 //! Each admitted connection gets its own libunftp server, built from the live
 //! configuration (so the TLS certificate is re-read for every new session: a
@@ -25,6 +26,7 @@ pub mod auth;
 pub mod guard;
 pub mod landing;
 pub mod limits;
+pub mod listing;
 pub mod quota;
 
 use std::path::PathBuf;
@@ -127,6 +129,7 @@ impl Front {
                 .active_passive_mode(ActivePassiveMode::ActiveAndPassive)
                 .idle_session_timeout(config.ftp.idle_timeout_secs)
                 .ftps_required_for(tls_required)
+                .site_command("CHMOD", Chmod)
                 .metrics();
         let host = config.ftp.passive_host.trim();
         if !host.is_empty() {
@@ -234,6 +237,25 @@ impl Front {
                     "connection closed: not logged in, its place given to a newcomer");
             }
         }
+    }
+}
+
+/// `SITE CHMOD`, which `lftp mirror -R` and others send after an upload:
+/// permissions in a home are smsdrop's, so it is accepted and changes
+/// nothing (refused, it made lftp exit 1 although every archive went through).
+#[derive(Debug)]
+struct Chmod;
+
+#[async_trait::async_trait]
+impl libunftp::options::SiteCommandHandler<Landing, FtpUser> for Chmod {
+    async fn handle(
+        &self,
+        _context: &libunftp::options::SiteCommandContext<Landing, FtpUser>,
+    ) -> libunftp::options::Reply {
+        libunftp::options::Reply::new(
+            libunftp::options::ReplyCode::CommandOkay,
+            "SITE CHMOD accepted; permissions are not changed",
+        )
     }
 }
 

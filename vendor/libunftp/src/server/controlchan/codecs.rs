@@ -30,13 +30,18 @@ impl FtpCodec {
     }
 }
 
+// smsdrop: a line that does not parse is an item (`Err` inside `Ok`), answered
+// with 501 while the session goes on; an error of the stream itself ended it
+// (tokio-util's `Framed` yields nothing after a decoder error), so a malformed
+// argument (`CWD` alone, `MODE Z`) used to close the connection. Only a line
+// over the length limit is a stream error now.
 impl Decoder for FtpCodec {
-    type Item = Command;
+    type Item = Result<Command, ControlChanError>;
     type Error = ControlChanError;
 
     // Here we decode the incoming bytes into a meaningful command. We'll split on newlines, and
     // parse the resulting line using `Command::parse()`. This method will be called by tokio.
-    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Command>, Self::Error> {
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Self::Item>, Self::Error> {
         if let Some(newline_offset) = buf[self.next_index..].iter().position(|b| *b == b'\n') {
             let newline_index = newline_offset + self.next_index;
             if newline_index + 1 > MAX_LINE_BYTES {
@@ -47,7 +52,7 @@ impl Decoder for FtpCodec {
             }
             let line = buf.split_to(newline_index + 1);
             self.next_index = 0;
-            Ok(Some(line_parser::parse(line)?))
+            Ok(Some(line_parser::parse(line).map_err(ControlChanError::from)))
         } else if buf.len() > MAX_LINE_BYTES {
             // smsdrop: the connection is closed (see control_loop's error
             // handling); what was read is dropped at once.
@@ -119,7 +124,9 @@ mod tests {
         let mut buf = BytesMut::from(&long[..]);
         assert!(codec.decode(&mut buf).is_err());
         let mut buf = BytesMut::from(&b"NOOP\r\n"[..]);
-        assert!(codec.decode(&mut buf).unwrap().is_some());
+        assert!(codec.decode(&mut buf).unwrap().unwrap().is_ok());
+        let mut buf = BytesMut::from(&b"MODE Z\r\n"[..]);
+        assert!(codec.decode(&mut buf).unwrap().unwrap().is_err(), "a parse error is an item");
     }
 
     #[test]

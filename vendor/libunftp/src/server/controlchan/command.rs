@@ -145,6 +145,15 @@ pub enum Command {
         /// The raw arguments following the subcommand name.
         arguments: String,
     },
+    /// smsdrop: RFC 2428 `EPRT |proto|address|port|`.
+    Eprt {
+        addr: String,
+    },
+    /// smsdrop: `MFMT time path` (set the modification time).
+    Mfmt {
+        time: String,
+        file: std::path::PathBuf,
+    },
     Other {
         command_name: String,
         arguments: String,

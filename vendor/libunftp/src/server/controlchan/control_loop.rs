@@ -221,7 +221,8 @@ where
                     }
                     cmd = command_source.next() => {
                         match cmd {
-                            Some(cmd_result) => incoming = Some(cmd_result.map(Event::Command)),
+                            Some(Ok(parsed)) => incoming = Some(parsed.map(Event::Command)),
+                            Some(Err(fatal)) => incoming = Some(Err(fatal)),
                             None => {
                                 slog::info!(logger, "Control connection was closed.");
                                 incoming = Some(Ok(Event::InternalMsg(ControlChanMsg::ExitControlLoop)))
@@ -511,6 +512,8 @@ where
             Command::Mlsd { .. } => Box::new(commands::Mlsd),
             Command::Appe { .. } => Box::new(commands::Appe),
             Command::Site { command, arguments } => Box::new(commands::Site::new(command, arguments)),
+            Command::Eprt { addr } => Box::new(commands::Eprt::new(addr)),
+            Command::Mfmt { time, file } => Box::new(commands::Mfmt::new(time, file)),
             Command::Other { .. } => return Ok(Reply::new(ReplyCode::CommandSyntaxError, "Command not implemented")),
         };
 

@@ -26,7 +26,8 @@ where
 {
     #[tracing_attributes::instrument]
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
-        let mut feat_text = vec![" SIZE", " MDTM", " UTF8", " EPSV", " MLST", " MLSD"];
+        // smsdrop: MFMT too (rclone and WinSCP set times after an upload).
+        let mut feat_text = vec![" SIZE", " MDTM", " MFMT", " UTF8", " EPSV", " MLST", " MLSD"];
 
         // Add the features. According to the spec each feature line must be
         // indented by a space.

@@ -20,6 +20,7 @@ use crate::{
     storage::{Metadata, StorageBackend},
 };
 use async_trait::async_trait;
+use std::sync::Arc;
 
 #[derive(Debug)]
 pub struct Retr;
@@ -43,6 +44,19 @@ where
         };
 
         let logger = args.logger;
+        // smsdrop: a missing file is 550 before any 150 (RFC 959): a client
+        // told 150 first leaves a 0-byte file, and wget retried it as a
+        // network failure for minutes.
+        if session.data_cmd_tx.is_some() {
+            let storage = Arc::clone(&session.storage);
+            let found = match &*session.user {
+                Some(user) => storage.metadata(user, session.cwd.join(&path)).await.map(|m| m.is_file()).unwrap_or(false),
+                None => false,
+            };
+            if !found {
+                return Ok(Reply::new(ReplyCode::FileError, "File not found"));
+            }
+        }
         match session.data_cmd_tx.take() {
             Some(tx) => {
                 tokio::spawn(async move {

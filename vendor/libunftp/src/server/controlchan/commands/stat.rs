@@ -89,7 +89,11 @@ where
                         Ok(lines) => {
                             slog::info!(logger, "STAT: Successfully listed file or directory {:?}", path_str);
                             if let Err(err) = tx_success
-                                .send(ControlChanMsg::CommandChannelReply(Reply::new_multiline(ReplyCode::CommandOkay, lines)))
+                                .send(ControlChanMsg::CommandChannelReply(Reply::new_multiline(
+                                    // smsdrop: RFC 959's 213 (file status), not 200.
+                                    ReplyCode::FileStatus,
+                                    std::iter::once(format!("Status of {}:", path_str)).chain(lines).chain(std::iter::once("End of status".to_string())),
+                                )))
                                 .await
                             {
                                 slog::warn!(logger, "STAT: Could not send internal message to notify of STAT success: {}", err);

@@ -125,38 +125,42 @@ where
         "LIST" => {
             let line = parse_to_eol(cmd_params)?;
             let line_str = String::from_utf8_lossy(&line);
-            // RFC 3659 section 2.2: "Any additional spaces form part
-            // of the pathname." split_token_params already consumed the
-            // command separator. Consume only one separator per option too.
-            // https://www.rfc-editor.org/rfc/rfc3659#section-2.2
-            let mut remaining = line_str.as_ref();
-            while remaining.starts_with('-') {
-                if remaining == "--" {
-                    remaining = "";
-                    break;
-                }
-                if let Some(rest) = remaining.strip_prefix("-- ") {
-                    remaining = rest;
-                    break;
-                }
-                if let Some(pos) = remaining.find(' ') {
-                    remaining = &remaining[pos + 1..];
-                } else {
-                    remaining = "";
-                }
-            }
+            // smsdrop: the option stripping moved to strip_list_options, shared with NLST.
+            let remaining = strip_list_options(&line_str);
             let path = if remaining.is_empty() { None } else { Some(remaining.to_string()) };
             // Note that currently we just throw arguments away.
             Command::List { options: None, path }
         }
         "NLST" => {
-            let path = parse_to_eol(cmd_params)?;
-            let path = if path.is_empty() {
-                None
-            } else {
-                Some(String::from_utf8_lossy(&path).to_string())
-            };
+            // smsdrop: options as for LIST (`NLST -CF`, `NLST -la *.json`:
+            // ncftp, Windows ftp.exe's mget); they were taken for a path.
+            let line = parse_to_eol(cmd_params)?;
+            let line_str = String::from_utf8_lossy(&line);
+            let path = strip_list_options(&line_str);
+            let path = if path.is_empty() { None } else { Some(path.to_string()) };
             Command::Nlst { path }
+        }
+        "EPRT" => {
+            // smsdrop: RFC 2428 active mode, IPv4 and IPv6.
+            let params = parse_to_eol(cmd_params)?;
+            if params.is_empty() {
+                return Err(ParseErrorKind::InvalidCommand.into());
+            }
+            Command::Eprt {
+                addr: String::from_utf8_lossy(&params).to_string(),
+            }
+        }
+        "MFMT" => {
+            // smsdrop: draft-somers-ftp-mfxx, `MFMT YYYYMMDDHHMMSS path`.
+            let params = parse_to_eol(cmd_params)?;
+            let params = String::from_utf8_lossy(&params).to_string();
+            match params.split_once(' ') {
+                Some((time, file)) if time.len() >= 14 && !file.is_empty() => Command::Mfmt {
+                    time: time.to_string(),
+                    file: file.to_string().into(),
+                },
+                _ => return Err(ParseErrorKind::InvalidCommand.into()),
+            }
         }
         "MLST" => {
             let path = parse_to_eol(cmd_params)?;
@@ -405,6 +409,25 @@ where
     };
 
     Ok(cmd)
+}
+
+/// The path of a LIST/NLST argument, after its leading `-options`
+/// (RFC 3659 §2.2: further spaces are part of the path).
+fn strip_list_options(line: &str) -> &str {
+    let mut remaining = line;
+    while remaining.starts_with('-') {
+        if remaining == "--" {
+            return "";
+        }
+        if let Some(rest) = remaining.strip_prefix("-- ") {
+            return rest;
+        }
+        remaining = match remaining.find(' ') {
+            Some(pos) => &remaining[pos + 1..],
+            None => "",
+        };
+    }
+    remaining
 }
 
 fn split_token_params(vec: &[u8]) -> (&[u8], &[u8]) {
