@@ -169,7 +169,7 @@ impl Archive {
             zip::result::ZipError::UnsupportedArchive(what) => Rejection::new(
                 ErrorCode::NotAZip,
                 format!(
-                    "entry {} cannot be read: {what} (use Deflate or Store compression)",
+                    "entry {} cannot be read: {what} ({SUPPORTED_METHODS})",
                     shown(&entry.name)
                 ),
             ),
@@ -178,6 +178,20 @@ impl Archive {
                 format!("entry {} is damaged: {e}", shown(&entry.name)),
             ),
         })?;
+        use zip::CompressionMethod as M;
+        let method = file.compression();
+        if !matches!(
+            method,
+            M::Stored | M::Deflated | M::Deflate64 | M::Bzip2 | M::Lzma | M::Zstd
+        ) {
+            return Err(Rejection::new(
+                ErrorCode::NotAZip,
+                format!(
+                    "entry {} is compressed with method {method}, which is not supported ({SUPPORTED_METHODS})",
+                    shown(&entry.name)
+                ),
+            ));
+        }
         let packed = file.compressed_size();
         Ok(LimitedEntry {
             inner: file,
@@ -189,6 +203,9 @@ impl Archive {
         })
     }
 }
+
+/// What a customer is told when an entry's compression cannot be read.
+const SUPPORTED_METHODS: &str = "use Store, Deflate, Deflate64, BZIP2, LZMA or Zstandard";
 
 /// An entry being read; see [`Archive::entry`].
 pub struct LimitedEntry<'a> {

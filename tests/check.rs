@@ -767,3 +767,64 @@ fn config_check_prints_the_configuration_or_names_the_key() {
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("ftp.tls.cert"), "{}", out.stderr);
 }
+
+#[test]
+fn bzip2_lzma_and_zstandard_entries_are_read() {
+    use zip::CompressionMethod;
+    let csv: &[u8] = b"TELRN_LONG;TEXT\n79031234567;packed\n";
+    let mut archives = Vec::new();
+    for method in [CompressionMethod::Bzip2, CompressionMethod::Zstd] {
+        let options = zip::write::SimpleFileOptions::default().compression_method(method);
+        archives.push((
+            method.to_string(),
+            zip_bytes_with(&[("sms/m.csv", csv)], options),
+        ));
+    }
+    // The zip crate cannot write LZMA; Python's zipfile can (as 7-Zip does).
+    let lzma = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import io, sys, zipfile\n\
+             b = io.BytesIO()\n\
+             with zipfile.ZipFile(b, 'w', zipfile.ZIP_LZMA) as z:\n\
+             \x20   z.writestr('sms/m.csv', 'TELRN_LONG;TEXT\\n79031234567;packed\\n')\n\
+             sys.stdout.buffer.write(b.getvalue())",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        lzma.status.success(),
+        "{}",
+        String::from_utf8_lossy(&lzma.stderr)
+    );
+    archives.push(("LZMA".into(), lzma.stdout));
+    for (method, bytes) in archives {
+        let r = run(&bytes);
+        assert_eq!(r.summary["status"], "accepted", "{method}: {:?}", r.summary);
+        assert_eq!(r.rows[0]["text"], "packed", "{method}");
+    }
+}
+
+#[test]
+fn an_unsupported_compression_method_is_named() {
+    let mut bytes = zip_bytes_with(
+        &[("sms/m.csv", b"TELRN_LONG;TEXT\n79031234567;x\n")],
+        stored(),
+    );
+    // Method 98 (PPMd) in the local and central headers.
+    let (locals, centrals) = headers(&bytes);
+    for at in locals
+        .iter()
+        .map(|l| l + 8)
+        .chain(centrals.iter().map(|c| c + 10))
+    {
+        bytes[at..at + 2].copy_from_slice(&98u16.to_le_bytes());
+    }
+    let r = run(&bytes);
+    let message = rejected(&r, "NOT_A_ZIP");
+    assert!(
+        message.contains("98") || message.to_lowercase().contains("ppmd"),
+        "{message}"
+    );
+    assert!(message.contains("BZIP2"), "{message}");
+}
