@@ -5,124 +5,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
+use common::ctl::*;
 use common::server::*;
 use common::*;
-
-/// A TCP connection from the loopback address `source` to `port`.
-fn connect_from(source: &str, port: u16) -> TcpStream {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .unwrap();
-    let stream = runtime
-        .block_on(async {
-            let socket = tokio::net::TcpSocket::new_v4()?;
-            socket.bind(format!("{source}:0").parse().unwrap())?;
-            socket
-                .connect(format!("127.0.0.1:{port}").parse().unwrap())
-                .await
-        })
-        .unwrap()
-        .into_std()
-        .unwrap();
-    stream.set_nonblocking(false).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    stream
-}
-
-/// A raw control connection.
-struct Ctl {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-}
-
-impl Ctl {
-    fn open(port: u16) -> Ctl {
-        Ctl::open_from("127.0.0.1", port)
-    }
-
-    /// Connects from `source` and reads the greeting.
-    fn open_from(source: &str, port: u16) -> Ctl {
-        let mut ctl = Ctl::raw_from(source, port);
-        let greeting = ctl.reply();
-        assert!(greeting.starts_with("220"), "{greeting}");
-        ctl
-    }
-
-    fn raw_from(source: &str, port: u16) -> Ctl {
-        let stream = connect_from(source, port);
-        Ctl {
-            reader: BufReader::new(stream.try_clone().unwrap()),
-            writer: stream,
-        }
-    }
-
-    /// One whole reply (the lines of a multi-line one joined); empty at EOF.
-    fn reply(&mut self) -> String {
-        let mut all = String::new();
-        loop {
-            let mut line = String::new();
-            match self.reader.read_line(&mut line) {
-                Ok(0) | Err(_) => return all,
-                Ok(_) => {}
-            }
-            all.push_str(&line);
-            let code = all.get(..3).unwrap_or("").to_owned();
-            if line.len() >= 4 && line.starts_with(&code) && line.as_bytes()[3] == b' ' {
-                return all;
-            }
-        }
-    }
-
-    fn send(&mut self, line: &str) {
-        let _ = self.writer.write_all(format!("{line}\r\n").as_bytes());
-    }
-
-    fn cmd(&mut self, line: &str) -> String {
-        self.send(line);
-        self.reply()
-    }
-
-    fn login(&mut self, user: &str, password: &str) -> String {
-        let r = self.cmd(&format!("USER {user}"));
-        assert!(r.starts_with("331"), "{r}");
-        self.cmd(&format!("PASS {password}"))
-    }
-
-    /// Waits for the server to close the connection; how long it took.
-    fn closed_within(&mut self, limit: Duration) -> Option<Duration> {
-        let start = Instant::now();
-        self.writer.set_read_timeout(Some(limit)).unwrap();
-        let mut buf = [0u8; 4096];
-        loop {
-            match self.reader.read(&mut buf) {
-                Ok(0) => return Some(start.elapsed()),
-                Ok(_) => continue,
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
-                    return Some(start.elapsed());
-                }
-                Err(_) => return None,
-            }
-        }
-    }
-
-    /// PASV: the data address.
-    fn pasv(&mut self) -> SocketAddr {
-        let r = self.cmd("PASV");
-        assert!(r.starts_with("227"), "{r}");
-        let inner = &r[r.find('(').unwrap() + 1..r.find(')').unwrap()];
-        let n: Vec<u16> = inner.split(',').map(|x| x.parse().unwrap()).collect();
-        format!("{}.{}.{}.{}:{}", n[0], n[1], n[2], n[3], n[4] * 256 + n[5])
-            .parse()
-            .unwrap()
-    }
-}
 
 fn peak_rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();

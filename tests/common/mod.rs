@@ -2,6 +2,7 @@
 //! run the real `smsdrop` binary.
 #![allow(dead_code)]
 
+pub mod ctl;
 pub mod server;
 
 use std::io::{Cursor, Write};

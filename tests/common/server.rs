@@ -18,6 +18,28 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A free port on the IPv6 loopback.
+pub fn free_port_v6() -> u16 {
+    TcpListener::bind("[::1]:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Is there an IPv6 loopback to test on?
+pub fn have_ipv6() -> bool {
+    let found = TcpListener::bind("[::1]:0").is_ok();
+    if !found {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "no IPv6 loopback, and CI must run the IPv6 tests"
+        );
+        eprintln!("SKIPPED: no IPv6 loopback");
+    }
+    found
+}
+
 /// Is `tool` installed? Under CI it must be.
 pub fn have(tool: &str) -> bool {
     let found = Command::new("sh")
@@ -63,6 +85,8 @@ pub struct Options<'a> {
     /// RLIMIT_FSIZE for the server: writes past it fail with EFBIG, as on a
     /// full disk (SIGXFSZ is ignored so that they fail instead of killing).
     pub file_size_limit: Option<u64>,
+    /// FTP on `[::1]` instead of 127.0.0.1.
+    pub ipv6: bool,
 }
 
 impl Default for Options<'_> {
@@ -81,6 +105,7 @@ impl Default for Options<'_> {
             envs: Vec::new(),
             log: None,
             file_size_limit: None,
+            ipv6: false,
         }
     }
 }
@@ -123,15 +148,20 @@ impl Server {
             envs,
             log,
             file_size_limit,
+            ipv6,
         } = options;
-        let port = free_port();
+        let (host, port) = if ipv6 {
+            ("[::1]", free_port_v6())
+        } else {
+            ("127.0.0.1", free_port())
+        };
         let http_port = free_port();
         // Passive ports: a small range near a free port (tests run in parallel).
         let pasv = free_port();
         let root = env.dir.path().to_str().unwrap().to_owned();
         let config = env.config(
             &format!(
-                "[ftp]\nlisten = \"127.0.0.1:{port}\"\npassive_ports = [{pasv}, {}]\n\
+                "[ftp]\nlisten = \"{host}:{port}\"\npassive_ports = [{pasv}, {}]\n\
                  idle_timeout_secs = {idle_secs}\n{ftp_extra}\
                  [spool]\ndir = \"{root}/spool\"\nstate_dir = \"{root}/state\"\n\
                  [poller]\ninterval_secs = 1\n\
@@ -176,7 +206,7 @@ impl Server {
         }
         let child = command.spawn().unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while std::net::TcpStream::connect(format!("{host}:{port}")).is_err() {
             assert!(Instant::now() < deadline, "server did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
