@@ -128,7 +128,7 @@ fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         // libunftp's own spans carry whole structs at info level: keep them quiet.
         .unwrap_or_else(|_| {
-            tracing_subscriber::EnvFilter::new("info,libunftp=warn,unftp_sbe_fs=warn")
+            tracing_subscriber::EnvFilter::new("info,libunftp=warn,unftp_sbe_fs=warn,rustls=error")
         });
     // Colours only for a person at a terminal, never into journald or a file.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -172,10 +172,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     let mut term =
                         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
                             .expect("SIGTERM handler");
-                    tokio::select! {
-                        _ = tokio::signal::ctrl_c() => {}
-                        _ = term.recv() => {}
-                    }
+                    let signal = tokio::select! {
+                        _ = tokio::signal::ctrl_c() => "SIGINT",
+                        _ = term.recv() => "SIGTERM",
+                    };
+                    tracing::info!(signal, "shutting down: no new sessions, uploads in progress get 10 s, archives being processed finish");
                     signals.cancel();
                 });
                 smsdrop::serve::run(config, path, zones, shutdown).await

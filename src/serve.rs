@@ -111,6 +111,7 @@ pub async fn run(
     let _ = http.await;
     let _ = reload.await;
     poll.await.context("poller task")??;
+    tracing::info!("stopped");
     ftp
 }
 

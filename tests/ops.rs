@@ -212,6 +212,14 @@ fn json_logs_carry_an_archive_span_and_rust_log_sets_the_level() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
         .collect();
+    // A shutdown says when it starts and when it is done.
+    let messages: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l["fields"]["message"].as_str())
+        .collect();
+    let start = messages.iter().position(|m| m.starts_with("shutting down"));
+    let end = messages.iter().position(|m| *m == "stopped");
+    assert!(start.is_some() && start < end, "{messages:?}");
     let processed = lines
         .iter()
         .find(|l| l["fields"]["message"] == "archive processed")

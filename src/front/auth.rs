@@ -210,10 +210,15 @@ impl Authenticator for Accounts {
             Ok(principal) => Ok(principal),
             Err(refusal) => {
                 // One line per refusal, with the client's values shortened;
-                // a banned address's attempts are only counted.
-                if !matches!(refusal, Refusal::Banned) {
-                    tracing::warn!(user = %shorten(username), ip = %creds.source_ip,
-                        reason = refusal.as_str(), "login refused");
+                // a banned address's attempts are only counted, an anonymous
+                // attempt (Windows Explorer's first) is no one's mistake.
+                match refusal {
+                    Refusal::Banned => {}
+                    Refusal::Anonymous => {
+                        tracing::info!(ip = %creds.source_ip, "anonymous login refused")
+                    }
+                    _ => tracing::warn!(user = %shorten(username), ip = %creds.source_ip,
+                        reason = refusal.as_str(), "login refused"),
                 }
                 tokio::time::sleep_until(started + FAILED_LOGIN_DELAY).await;
                 Err(AuthenticationError::BadPassword)

@@ -340,7 +340,15 @@ where
 // gets the reply to be sent to the client and tells if the connection should be closed.
 fn handle_control_channel_error(logger: slog::Logger, error: ControlChanError) -> (Reply, bool) {
     // smsdrop: the kind, shortened: an unknown command's name is the client's.
-    slog::warn!(logger, "Control channel error: {}", super::log::shorten(&error.kind().to_string()));
+    // What clients do (a bad argument, a dropped connection, a timeout) is
+    // info; warn is left for what an operator must look at.
+    let kind = super::log::shorten(&error.kind().to_string());
+    match error.kind() {
+        ControlChanErrorKind::InternalServerError | ControlChanErrorKind::IllegalState | ControlChanErrorKind::InternalMsgError => {
+            slog::warn!(logger, "Control channel error: {}", kind)
+        }
+        _ => slog::info!(logger, "Control channel error: {}", kind),
+    }
     match error.kind() {
         ControlChanErrorKind::UnknownCommand { .. } => (Reply::new(ReplyCode::CommandSyntaxError, "Command not implemented"), false),
         ControlChanErrorKind::Utf8Error => (Reply::new(ReplyCode::CommandSyntaxError, "Invalid UTF8 in command"), true),

@@ -79,7 +79,8 @@ where
                 }
                 Err(err) => {
                     if let Err(err) = tx_fail.send(ControlChanMsg::StorageError(err)).await {
-                        slog::warn!(logger, "{}", err);
+                        // smsdrop: a missing file is the client's business.
+                        slog::info!(logger, "MDTM: {}", err);
                     }
                 }
             }

@@ -134,11 +134,12 @@ where
                             }
                         }
                         Err(unftp_core::auth::AuthenticationError::BadUser) => {
-                            slog::warn!(logger, "PASS: Login attempt for unknown user {}", shorten(&username));
+                            // smsdrop: info; the authenticator logs each refusal with its reason.
+                            slog::info!(logger, "PASS: Login attempt for unknown user {}", shorten(&username));
                             ControlChanMsg::AuthFailed
                         }
                         Err(err) => {
-                            slog::warn!(logger, "PASS: Failed login attempt for user {}, reason={}", shorten(&username), err);
+                            slog::info!(logger, "PASS: Failed login attempt for user {}, reason={}", shorten(&username), err);
                             if let Some(failed_logins) = failed_logins {
                                 let result = failed_logins.failed(source_ip, username.clone()).await;
                                 if let Some(state) = result {

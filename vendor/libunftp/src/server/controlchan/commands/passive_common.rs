@@ -143,7 +143,7 @@ where
                 loop {
                     match listener.accept().await {
                         Ok((socket, peer)) if same_host(peer.ip(), control_ip) => return Ok(socket),
-                        Ok((_, peer)) => slog::warn!(args.logger, "Dropped a data connection from {} (the control connection is from {})", peer.ip(), control_ip),
+                        Ok((_, peer)) => slog::info!(args.logger, "Dropped a data connection from {} (the control connection is from {})", peer.ip(), control_ip),
                         Err(e) => return Err(e),
                     }
                 }
