@@ -598,3 +598,30 @@ fn an_anonymous_attempt_does_not_count_toward_the_login_guard() {
         "not banned by anonymous attempts: {r}"
     );
 }
+
+/// An archive over `max_archive_bytes` (but less than twice it) is read to
+/// its end and refused with 552, which the client sees, instead of a reset
+/// while it is still sending.
+#[test]
+fn an_oversized_archive_is_told_552() {
+    let server = Server::start_with(Env::new(), "[limits]\nmax_archive_bytes = 10000000", "");
+    let mut x: u64 = 7;
+    let bytes: Vec<u8> = (0..18_000_000)
+        .map(|_| {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+            (x >> 56) as u8
+        })
+        .collect();
+    let file = server.local("big.zip", &bytes);
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "30", "-T"])
+        .arg(&file)
+        .arg(server.url("guest", &format!("{}.zip", batch(1))))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // 70: curl's "disk full on the server", its reading of a 552 (a reset
+    // while sending is 55).
+    assert_eq!(out.status.code(), Some(70), "{stderr}");
+    assert!(left_in_home(&server).is_empty());
+}

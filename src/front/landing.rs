@@ -234,6 +234,25 @@ impl Landing {
         self.shared.landed.notify_one();
     }
 
+    /// `refusal`, after reading what the client still sends (discarded, up to
+    /// `max_archive_bytes` more): a client that is told while it is still
+    /// sending sees its connection reset, not the 552 that says why.
+    async fn drained<R: AsyncRead + Unpin>(
+        &self,
+        input: &mut R,
+        refusal: storage::Error,
+    ) -> storage::Error {
+        let mut scratch = vec![0u8; 64 << 10];
+        let mut left = self.shared.max_bytes;
+        while left > 0 {
+            match tokio::time::timeout(self.shared.stall, input.read(&mut scratch)).await {
+                Ok(Ok(n)) if n > 0 => left = left.saturating_sub(n as u64),
+                _ => break,
+            }
+        }
+        refusal
+    }
+
     /// Receives `input` into `part`; the bytes received.
     async fn receive<R: AsyncRead + Unpin>(
         &self,
@@ -289,17 +308,19 @@ impl Landing {
                 }
                 total += n as u64;
                 if total > shared.max_bytes {
-                    return Err(refuse(
+                    let refusal = refuse(
                         ErrorKind::ExceededStorageAllocationError,
                         format!("{name}: archives are limited to {} bytes", shared.max_bytes),
-                    ));
+                    );
+                    return Err(self.drained(&mut input, refusal).await);
                 }
             }
             if let Err(limit) = charge.add(buf.len() as u64) {
-                return Err(refuse(
+                let refusal = refuse(
                     ErrorKind::ExceededStorageAllocationError,
                     format!("{name}: the account's storage is limited to {limit} bytes"),
-                ));
+                );
+                return Err(self.drained(&mut input, refusal).await);
             }
             if !buf.is_empty() && to_disk.send(buf).await.is_err() {
                 // The writer stopped on an error: its result says which.
