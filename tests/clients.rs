@@ -625,3 +625,76 @@ fn an_oversized_archive_is_told_552() {
     assert_eq!(out.status.code(), Some(70), "{stderr}");
     assert!(left_in_home(&server).is_empty());
 }
+
+/// A transfer over a fresh passive connection: the command's replies and
+/// what came over the data connection.
+fn transfer(ctl: &mut Ctl, command: &str, upload: Option<&[u8]>) -> (String, Vec<u8>) {
+    use std::io::{Read, Write};
+    let data = ctl.pasv();
+    let mut conn = std::net::TcpStream::connect(data).unwrap();
+    let first = ctl.cmd(command);
+    assert!(first.starts_with("150"), "{command}: {first}");
+    let mut got = Vec::new();
+    match upload {
+        Some(bytes) => conn.write_all(bytes).unwrap(),
+        None => {
+            conn.read_to_end(&mut got).unwrap();
+        }
+    }
+    drop(conn);
+    let last = ctl.reply();
+    assert!(last.starts_with("226"), "{command}: {last}");
+    (first + &last, got)
+}
+
+/// What Windows Explorer and FileZilla send, replayed command by command (the
+/// programs themselves do not run here): every reply is one they accept.
+#[test]
+fn windows_explorer_and_filezilla_sessions_replayed() {
+    let server = Server::start();
+    // Windows Explorer: anonymous first, then the account; ASCII listings.
+    let mut ctl = Ctl::open(server.port);
+    assert!(ctl.login("anonymous", "IEUser@").starts_with("530"));
+    assert!(ctl.login("guest", "guest").starts_with("230"));
+    for (cmd, want) in [
+        ("OPTS UTF8 ON", "200"),
+        ("PWD", "257"),
+        ("CWD /", "250"),
+        ("TYPE A", "200"),
+    ] {
+        let r = ctl.cmd(cmd);
+        assert!(r.starts_with(want), "{cmd}: {r}");
+    }
+    let (_, listing) = transfer(&mut ctl, "LIST", None);
+    assert!(String::from_utf8_lossy(&listing).contains("results"));
+    assert!(ctl.cmd("TYPE I").starts_with("200"));
+    let name = format!("{}.zip", batch(1));
+    assert!(ctl.cmd(&format!("SIZE {name}")).starts_with("550"));
+    transfer(&mut ctl, &format!("STOR {name}"), Some(&sample("explorer")));
+    assert_eq!(server.result("guest", &batch(1))["status"], "accepted");
+    // FileZilla: FEAT, MLSD, upload, MFMT to keep the local time, refresh.
+    let mut ctl = Ctl::open(server.port);
+    assert!(ctl.login("guest", "guest").starts_with("230"));
+    for (cmd, want) in [
+        ("SYST", "215"),
+        ("FEAT", "211"),
+        ("OPTS UTF8 ON", "200"),
+        ("PWD", "257"),
+        ("TYPE I", "200"),
+    ] {
+        let r = ctl.cmd(cmd);
+        assert!(r.starts_with(want), "{cmd}: {r}");
+    }
+    transfer(&mut ctl, "MLSD", None);
+    let name = format!("{}.zip", batch(2));
+    transfer(
+        &mut ctl,
+        &format!("STOR {name}"),
+        Some(&sample("filezilla")),
+    );
+    let r = ctl.cmd(&format!("MFMT 20261123070000 {name}"));
+    assert!(r.starts_with("213"), "{r}");
+    let (_, listing) = transfer(&mut ctl, "MLSD", None);
+    assert!(String::from_utf8_lossy(&listing).contains(&name));
+    assert_eq!(server.result("guest", &batch(2))["status"], "accepted");
+}
