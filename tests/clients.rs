@@ -698,3 +698,81 @@ fn windows_explorer_and_filezilla_sessions_replayed() {
     assert!(String::from_utf8_lossy(&listing).contains(&name));
     assert_eq!(server.result("guest", &batch(2))["status"], "accepted");
 }
+
+/// BusyBox's `ftpput`/`ftpget` (small routers, containers) and wget
+/// downloading a result; a WinSCP-style `*.filepart` upload renamed.
+#[test]
+fn busybox_wget_and_a_filepart_rename() {
+    let server = Server::start();
+    let port = server.port.to_string();
+    if have("busybox") {
+        let file = server.local("bb.zip", &sample("busybox"));
+        let name = format!("{}.zip", batch(1));
+        ok(&run(
+            "busybox",
+            &[
+                "ftpput",
+                "-u",
+                "guest",
+                "-p",
+                "guest",
+                "-P",
+                &port,
+                "127.0.0.1",
+                &name,
+                file.to_str().unwrap(),
+            ],
+        ));
+        assert_eq!(server.result("guest", &batch(1))["status"], "accepted");
+        let got = server.env.path("bb.json");
+        ok(&run(
+            "busybox",
+            &[
+                "ftpget",
+                "-u",
+                "guest",
+                "-p",
+                "guest",
+                "-P",
+                &port,
+                "127.0.0.1",
+                got.to_str().unwrap(),
+                &format!("results/{}.json", batch(1)),
+            ],
+        ));
+        assert!(std::fs::read_to_string(&got).unwrap().contains("accepted"));
+    }
+    if have("wget") {
+        std::fs::write(server.home("guest").join("results/w.json"), b"{\"w\":1}").unwrap();
+        let into = server.env.path("wget");
+        std::fs::create_dir_all(&into).unwrap();
+        let out = Command::new("wget")
+            .args(["-q", "-t", "1"])
+            .arg(format!("ftp://guest:guest@127.0.0.1:{port}/results/w.json"))
+            .current_dir(&into)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(std::fs::read(into.join("w.json")).unwrap(), b"{\"w\":1}");
+    }
+    // WinSCP's temporary name, then its rename.
+    let file = server.local("w.zip", &sample("winscp"));
+    let name = batch(2);
+    assert_eq!(
+        curl(&[
+            "-T",
+            file.to_str().unwrap(),
+            &server.url("guest", &format!("{name}.zip.filepart")),
+            "-Q",
+            &format!("-RNFR {name}.zip.filepart"),
+            "-Q",
+            &format!("-RNTO {name}.zip"),
+        ]),
+        0
+    );
+    assert_eq!(server.result("guest", &name)["status"], "accepted");
+}
