@@ -212,15 +212,21 @@ fn landing_name(path: &Path) -> Result<Name, storage::Error> {
     }
 }
 
-/// The result of a blocking storage task.
-async fn joined_storage<T>(
-    task: tokio::task::JoinHandle<storage::Result<T>>,
-) -> storage::Result<T> {
-    task.await
-        .unwrap_or_else(|e| Err(storage::Error::new(ErrorKind::LocalError, e)))
-}
-
 impl Landing {
+    /// Runs a look at the home (`listing::status`, `listing::list`) on the
+    /// blocking pool: it reads the file system.
+    async fn look<T: Send + 'static>(
+        &self,
+        user: &FtpUser,
+        path: &Path,
+        what: fn(&Path, &Path, &Recent) -> storage::Result<T>,
+    ) -> storage::Result<T> {
+        let (home, path, shared) = (user.home.clone(), path.to_owned(), self.shared.clone());
+        tokio::task::spawn_blocking(move || what(&home, &path, &shared.recent))
+            .await
+            .unwrap_or_else(|e| Err(storage::Error::new(ErrorKind::LocalError, e)))
+    }
+
     /// An archive has landed at `target`: shown for a while, and the poller
     /// is woken.
     async fn landed(&self, target: PathBuf) {
@@ -355,15 +361,7 @@ impl StorageBackend<FtpUser> for Landing {
         user: &FtpUser,
         path: P,
     ) -> storage::Result<Self::Metadata> {
-        let (home, path, shared) = (
-            user.home.clone(),
-            path.as_ref().to_owned(),
-            self.shared.clone(),
-        );
-        joined_storage(tokio::task::spawn_blocking(move || {
-            listing::status(&home, &path, &shared.recent)
-        }))
-        .await
+        self.look(user, path.as_ref(), listing::status).await
     }
 
     async fn list<P: AsRef<Path> + Send + fmt::Debug>(
@@ -374,15 +372,7 @@ impl StorageBackend<FtpUser> for Landing {
     where
         Self::Metadata: Metadata,
     {
-        let (home, path, shared) = (
-            user.home.clone(),
-            path.as_ref().to_owned(),
-            self.shared.clone(),
-        );
-        joined_storage(tokio::task::spawn_blocking(move || {
-            listing::list(&home, &path, &shared.recent)
-        }))
-        .await
+        self.look(user, path.as_ref(), listing::list).await
     }
 
     async fn get<P: AsRef<Path> + Send + fmt::Debug>(
