@@ -13,15 +13,15 @@ use std::path::PathBuf;
 use chrono::{TimeZone, Utc};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
-use smsdrop::csv::Records;
-use smsdrop::message::phone::Msisdn;
-use smsdrop::message::segments;
-use smsdrop::message::sender::Sender;
-use smsdrop::message::substitute::Template;
-use smsdrop::message::{Message, RowOutcome};
-use smsdrop::process::{Status, Summary};
+use smsdrop::intake::csv::Records;
+use smsdrop::intake::message::phone::Msisdn;
+use smsdrop::intake::message::segments;
+use smsdrop::intake::message::sender::Sender;
+use smsdrop::intake::message::substitute::Template;
+use smsdrop::intake::message::{Message, RowOutcome};
+use smsdrop::intake::{Status, Summary};
 use smsdrop::queue::{Queue, SqliteQueue};
-use smsdrop::zone::NumberZones;
+use smsdrop::intake::zone::NumberZones;
 
 const ROWS: usize = 10_000;
 /// Rows of the queue benchmark: enough that opening and committing do not dominate.

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use smsdrop::zone::russia::Registry;
+use smsdrop::intake::zone::russia::Registry;
 
 fn main() {
     let files: Vec<std::path::PathBuf> = std::env::args().skip(1).map(Into::into).collect();

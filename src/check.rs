@@ -15,11 +15,11 @@ use chrono::{DateTime, SubsecRound, Utc};
 use serde::Serialize;
 
 use crate::config::{AccountConfig, Config};
-use crate::error::{ErrorCode, Rejection};
-use crate::message::schedule::rfc3339;
-use crate::message::{MessageId, RowOutcome};
-use crate::process::{Job, Report, RowSink, Status, Summary, process};
-use crate::zone::{Fallback, ZoneResolver};
+use crate::intake::error::{ErrorCode, Rejection};
+use crate::intake::message::schedule::rfc3339;
+use crate::intake::message::{MessageId, RowOutcome};
+use crate::intake::{Job, Report, RowSink, Status, Summary, process};
+use crate::intake::zone::{Fallback, ZoneResolver};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
@@ -156,16 +156,16 @@ pub fn run(
         return Err(usage(io::Error::other("not a regular file")));
     }
     let now = request.now.unwrap_or_else(Utc::now).trunc_subsecs(0);
-    let crate::process::Arrival {
+    let crate::intake::Arrival {
         file_name,
         received_at,
         ..
-    } = crate::process::arrival(path, now);
+    } = crate::intake::arrival(path, now);
 
     let account = resolve_account(config, &file_name, request.account)?;
     // A dry run still reports DUPLICATE_BATCH when the queue already has the batch.
     let queue = crate::queue::open_read_only(config).ok().flatten();
-    let seen = |id: &crate::batch::BatchId| match &queue {
+    let seen = |id: &crate::intake::batch::BatchId| match &queue {
         Some(q) => q.has_batch(id.as_str()),
         None => Ok(false),
     };
@@ -223,7 +223,7 @@ pub fn resolve_account<'c>(
 ) -> Result<Option<&'c AccountConfig>, UsageError> {
     let login = match explicit {
         Some(login) => login.to_owned(),
-        None => match crate::batch::BatchName::parse(file_name) {
+        None => match crate::intake::batch::BatchName::parse(file_name) {
             Ok(name) => name.login,
             Err(_) => return Ok(None),
         },
@@ -236,10 +236,10 @@ pub fn resolve_account<'c>(
 
 /// The report for an archive whose name is not valid and no `--account` was given.
 pub fn name_only_report(file_name: &str, received_at: DateTime<Utc>, now: DateTime<Utc>) -> Report {
-    let error = crate::batch::BatchName::parse(file_name).expect_err("called for bad names");
+    let error = crate::intake::batch::BatchName::parse(file_name).expect_err("called for bad names");
     Report {
         summary: Summary {
-            batch: crate::batch::batch_stem(file_name).to_owned(),
+            batch: crate::intake::batch::batch_stem(file_name).to_owned(),
             status: Status::Rejected,
             format: None,
             rows: 0,
@@ -285,8 +285,8 @@ fn write_text(
     }
     if let Some(format) = s.format {
         let name = match format {
-            crate::format::Format::Template => "template (contacts.csv + template.csv)",
-            crate::format::Format::Plain => "template-less (one .csv/.txt file)",
+            crate::intake::format::Format::Template => "template (contacts.csv + template.csv)",
+            crate::intake::format::Format::Plain => "template-less (one .csv/.txt file)",
         };
         writeln!(out, "format:   {name}")?;
     }

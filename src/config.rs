@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use crate::message::sender::Sender;
+use crate::intake::message::sender::Sender;
 
 /// The development configuration shipped in `config/smsdrop.toml`, embedded so that
 /// the binary runs with no `--config` at all.

@@ -15,15 +15,15 @@ use std::time::Instant;
 
 use chrono::{DateTime, SubsecRound, Utc};
 
-use crate::batch::BatchName;
+use crate::intake::batch::BatchName;
 use crate::config::{AccountConfig, Config};
-use crate::error::Rejection;
-use crate::message::schedule::rfc3339;
-use crate::process::Summary;
-use crate::process::{Job, Report, Tee, process};
+use crate::intake::error::Rejection;
+use crate::intake::message::schedule::rfc3339;
+use crate::intake::Summary;
+use crate::intake::{Job, Report, Tee, process};
 use crate::queue::Queue;
-use crate::results::{ResultsCsv, publish_csv, write_summary};
-use crate::zone::ZoneResolver;
+use crate::reports::results::{ResultsCsv, publish_csv, write_summary};
+use crate::intake::zone::ZoneResolver;
 
 /// The account's results folder: `<spool>/<login>/results/`.
 pub fn results_dir(config: &Config, account: &AccountConfig) -> PathBuf {
@@ -41,11 +41,11 @@ pub fn ingest(
     now: DateTime<Utc>,
 ) -> Result<Report, Rejection> {
     let now = now.trunc_subsecs(0);
-    let crate::process::Arrival {
+    let crate::intake::Arrival {
         file_name,
         received_at,
         bytes,
-    } = crate::process::arrival(path, now);
+    } = crate::intake::arrival(path, now);
     let span = tracing::info_span!("archive", account = %account.login, file = %file_name, bytes);
     let _entered = span.enter();
     let started = Instant::now();
@@ -67,8 +67,8 @@ pub fn ingest(
             Some(name) => queue.has_batch(name.id.as_str())?,
             None => false,
         };
-        let seen = move |_: &crate::batch::BatchId| Ok(duplicate);
-        let stem = crate::batch::batch_stem(&file_name);
+        let seen = move |_: &crate::intake::batch::BatchId| Ok(duplicate);
+        let stem = crate::intake::batch::batch_stem(&file_name);
         let mut csv = ResultsCsv::create(&dir, stem, account.encoding)?;
         let mut fallbacks = Default::default();
         let staged = match queue.stage(&account.login, &mut |sink| {

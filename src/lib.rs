@@ -36,24 +36,16 @@
 //! - [`check`]: the `smsdrop check` dry run and its output formats.
 //! - [`error`]: the customer-visible error codes.
 
-pub mod archive;
-pub mod batch;
 pub mod check;
 pub mod config;
-pub mod csv;
-pub mod error;
-pub mod format;
 pub mod front;
-pub mod http;
 pub mod ingest;
-pub mod message;
+pub mod intake;
 pub mod metrics;
+pub mod ops;
 pub mod password;
 pub mod poller;
-pub mod process;
 pub mod queue;
-pub mod results;
+pub mod reports;
 pub mod serve;
-pub mod text;
 pub mod writeback;
-pub mod zone;

@@ -13,8 +13,8 @@ use clap::{Parser, Subcommand};
 use smsdrop::check::{self, CheckRequest, OutputFormat};
 use smsdrop::config::Config;
 use smsdrop::ingest;
-use smsdrop::process::Status;
-use smsdrop::zone::NumberZones;
+use smsdrop::intake::Status;
+use smsdrop::intake::zone::NumberZones;
 
 #[derive(Parser)]
 #[command(

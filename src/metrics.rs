@@ -1,4 +1,4 @@
-//! Prometheus metrics (served on `[http] listen` by [`crate::http`]).
+//! Prometheus metrics (served on `[http] listen` by [`crate::ops::http`]).
 //!
 //! Everything lives in the `prometheus` crate's default registry, which is also
 //! where libunftp registers its own `ftp_*` metrics, so one scrape has both.
@@ -13,7 +13,7 @@ use prometheus::{
     register_int_gauge,
 };
 
-use crate::process::Summary;
+use crate::intake::Summary;
 
 /// Archives processed, by outcome (`status`) and error code (`""` without one).
 pub static ARCHIVES: LazyLock<IntCounterVec> = LazyLock::new(|| {

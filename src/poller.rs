@@ -20,13 +20,13 @@ use std::time::SystemTime;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 
-use crate::batch::BatchName;
+use crate::intake::batch::BatchName;
 use crate::config::{AccountConfig, Config};
-use crate::error::{ErrorCode, Rejection};
+use crate::intake::error::{ErrorCode, Rejection};
 use crate::ingest::ingest;
-use crate::process::Report;
+use crate::intake::Report;
 use crate::queue::Queue;
-use crate::zone::ZoneResolver;
+use crate::intake::zone::ZoneResolver;
 
 fn internal(what: &Path, e: io::Error) -> Rejection {
     Rejection::new(ErrorCode::InternalError, format!("{}: {e}", what.display()))
@@ -55,9 +55,9 @@ pub fn pending(dir: &Path) -> io::Result<Vec<PathBuf>> {
     for entry in entries {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if !crate::batch::is_archive_name(&name)
+        if !crate::intake::batch::is_archive_name(&name)
             || name.starts_with('.')
-            || crate::batch::is_temporary_name(&name)
+            || crate::intake::batch::is_temporary_name(&name)
         {
             continue;
         }

@@ -7,7 +7,7 @@
 //!   accounts with waiting archives, at most `poller.workers` at a time, each
 //!   account strictly one archive after another (see [`crate::poller`]); the
 //!   blocking work (zip, CSV, SQLite) runs on the blocking pool.
-//! - `/metrics` and `/healthz` ([`crate::http`]).
+//! - `/metrics` and `/healthz` ([`crate::ops::http`]).
 //! - systemd: `READY=1` once every listener is bound and the queue opened;
 //!   SIGHUP re-reads the accounts (`RELOADING=1` … `READY=1`) without touching
 //!   open sessions; `STOPPING=1` at shutdown.
@@ -33,7 +33,7 @@ use crate::config::{Config, Live};
 use crate::front::Front;
 use crate::metrics;
 use crate::poller;
-use crate::zone::NumberZones;
+use crate::intake::zone::NumberZones;
 
 /// Creates the spool, the account homes and the state folder; returns the
 /// absolute spool path.
@@ -91,12 +91,12 @@ pub async fn run(
 
     let landed = Arc::new(Notify::new());
     let front = Front::new(live.clone(), spool.clone(), landed.clone());
-    let probe = Arc::new(crate::http::Probe::new(
+    let probe = Arc::new(crate::ops::http::Probe::new(
         ftp_addr,
         front.limits(),
         live.clone(),
     ));
-    let http = tokio::spawn(crate::http::run(http_listener, probe, shutdown.clone()));
+    let http = tokio::spawn(crate::ops::http::run(http_listener, probe, shutdown.clone()));
     let poll = tokio::spawn(poll_loop(live.clone(), zones, landed, shutdown.clone()));
     let reload = tokio::spawn(reload_on_hangup(
         live.clone(),

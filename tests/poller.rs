@@ -9,7 +9,7 @@ use common::*;
 use smsdrop::config::Config;
 use smsdrop::poller::{poll_account, processed_dir, prune, work_dir};
 use smsdrop::queue::{Queue, SqliteQueue};
-use smsdrop::zone::NumberZones;
+use smsdrop::intake::zone::NumberZones;
 
 fn setup(env: &Env) -> Config {
     let root = env.dir.path().to_str().unwrap().to_owned();

@@ -7,7 +7,7 @@ mod common;
 use std::path::PathBuf;
 
 use common::*;
-use smsdrop::zone::russia::{RegionZone, Registry};
+use smsdrop::intake::zone::russia::{RegionZone, Registry};
 
 fn extract() -> Option<PathBuf> {
     let path =

@@ -7,7 +7,7 @@
 //! renamed to `<name>` only when the transfer ended — so the poller, which
 //! ignores hidden files, never sees a partial file. On the way it is held to:
 //! - names: a `*.zip` name (any case) at the home's top level, or a temporary
-//!   name ([`crate::batch::is_temporary_name`]: `*.tmp`, `*.part`,
+//!   name ([`crate::intake::batch::is_temporary_name`]: `*.tmp`, `*.part`,
 //!   `*.filepart`, `.in.*`, `tmp.*`), which is kept and never processed until
 //!   `RNTO` gives it a final name — atomically, with a `rename` (else 553);
 //! - size: `max_archive_bytes` per file and the account's storage ([`Quota`])
@@ -42,7 +42,7 @@ use tokio::sync::Notify;
 use unftp_core::storage::{self, ErrorKind, Metadata, StorageBackend};
 use unftp_sbe_fs::Filesystem;
 
-use crate::batch::{is_archive_name, is_temporary_name};
+use crate::intake::batch::{is_archive_name, is_temporary_name};
 use crate::front::auth::FtpUser;
 use crate::front::listing::{self, Entry, Recent};
 use crate::front::quota::Quota;

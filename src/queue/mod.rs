@@ -20,15 +20,15 @@ pub mod sqlite;
 use std::io;
 
 use crate::config::{Config, QueueBackend};
-use crate::error::Rejection;
-use crate::process::{RowSink, Summary};
+use crate::intake::error::Rejection;
+use crate::intake::{RowSink, Summary};
 
 pub use sqlite::{Pipeline, SqliteQueue};
 
 /// An `INTERNAL_ERROR` naming the queue operation that failed.
 pub(crate) fn internal(what: &str, e: impl std::fmt::Display) -> Rejection {
     Rejection::new(
-        crate::error::ErrorCode::InternalError,
+        crate::intake::error::ErrorCode::InternalError,
         format!("queue: {what}: {e}"),
     )
 }

@@ -25,10 +25,10 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::error::{ErrorCode, Rejection};
-use crate::format::Format;
-use crate::message::schedule::rfc3339;
-use crate::process::{RowSink, Summary};
+use crate::intake::error::{ErrorCode, Rejection};
+use crate::intake::format::Format;
+use crate::intake::message::schedule::rfc3339;
+use crate::intake::{RowSink, Summary};
 use crate::queue::spool::{Tail, spool_pipelined};
 use crate::queue::{Queue, QueuedMessage, StagedBatch, Stats, internal};
 

@@ -8,10 +8,10 @@ use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
-use crate::error::Rejection;
-use crate::message::schedule::TimeText;
-use crate::message::{Message, RowOutcome};
-use crate::process::RowSink;
+use crate::intake::error::Rejection;
+use crate::intake::message::schedule::TimeText;
+use crate::intake::message::{Message, RowOutcome};
+use crate::intake::RowSink;
 use crate::queue::internal;
 
 /// Rows are handed to the file (and to a [`Tail`]) in chunks of this size.
@@ -333,9 +333,9 @@ fn release(file: &std::fs::File, offset: u64, len: u64) -> bool {
 /// a whole, and the archive stops being read when `consume` returns early.
 pub fn spool_pipelined<T: Send>(
     dir: &std::path::Path,
-    process: &mut dyn FnMut(&mut dyn RowSink) -> crate::process::Summary,
+    process: &mut dyn FnMut(&mut dyn RowSink) -> crate::intake::Summary,
     consume: impl FnOnce(&mut Tail) -> T + Send,
-) -> Result<(crate::process::Summary, T), Rejection> {
+) -> Result<(crate::intake::Summary, T), Rejection> {
     let file = spool_file(dir)?;
     let read_end = file.try_clone().map_err(|e| internal("spool", e))?;
     let shared = Arc::new(Shared {
@@ -574,9 +574,9 @@ impl<R: Read> SpoolReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::segments::SmsEncoding;
-    use crate::message::{phone::Msisdn, sender::Sender};
-    use crate::process::{Status, Summary};
+    use crate::intake::message::segments::SmsEncoding;
+    use crate::intake::message::{phone::Msisdn, sender::Sender};
+    use crate::intake::{Status, Summary};
     use chrono::{TimeZone, Utc};
 
     /// Rows whose shared values change now and then, and a text longer than
@@ -744,8 +744,8 @@ mod tests {
                     batch.to_owned(),
                     m.sender.as_str().to_owned(),
                     m.encoding.as_str().to_owned(),
-                    crate::message::schedule::rfc3339(m.send_at),
-                    crate::message::schedule::rfc3339(m.expires_at),
+                    crate::intake::message::schedule::rfc3339(m.send_at),
+                    crate::intake::message::schedule::rfc3339(m.expires_at),
                     m.timezone.name().to_owned(),
                 ]
             );

@@ -16,11 +16,11 @@ use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-use crate::error::{ErrorCode, Rejection};
-use crate::format::Format;
+use crate::intake::error::{ErrorCode, Rejection};
+use crate::intake::format::Format;
 
-use crate::message::schedule::rfc3339;
-use crate::process::{RowSink, Summary};
+use crate::intake::message::schedule::rfc3339;
+use crate::intake::{RowSink, Summary};
 use crate::queue::spool::{Progress, Tail, changed, spool_pipelined};
 use crate::queue::{Queue, QueuedMessage, StagedBatch, Stats, internal};
 use crate::writeback::Writeback;
@@ -751,9 +751,9 @@ fn duplicate_or_internal(summary: &Summary, what: &str, e: rusqlite::Error) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::segments::SmsEncoding;
-    use crate::message::{Message, RowOutcome, phone::Msisdn, sender::Sender};
-    use crate::process::Status;
+    use crate::intake::message::segments::SmsEncoding;
+    use crate::intake::message::{Message, RowOutcome, phone::Msisdn, sender::Sender};
+    use crate::intake::Status;
 
     const BATCH: &str = "g_20261123070000";
 

@@ -16,8 +16,8 @@ use chrono_tz::Tz;
 use std::sync::Arc;
 
 use crate::config::AccountConfig;
-use crate::error::{ErrorCode, Rejection, shown};
-use crate::zone::{Fallback, ZoneResolver};
+use crate::intake::error::{ErrorCode, Rejection, shown};
+use crate::intake::zone::{Fallback, ZoneResolver};
 use phone::Msisdn;
 use schedule::{Schedule, local_to_utc, parse_senddate, rfc3339};
 use segments::SmsEncoding;

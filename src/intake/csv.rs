@@ -10,7 +10,7 @@ use std::io::{self, BufRead};
 
 use csv_core::{ReadRecordResult, Reader, ReaderBuilder};
 
-use crate::error::{ErrorCode, Rejection};
+use crate::intake::error::{ErrorCode, Rejection};
 
 pub struct Records<R> {
     input: R,
@@ -165,7 +165,7 @@ impl<R: BufRead> Records<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::archive::rejection_from_io;
+    use crate::intake::archive::rejection_from_io;
 
     fn records(input: &str, max: usize) -> Result<Vec<(u64, Vec<String>)>, Rejection> {
         // A tiny buffer exercises records split across reads.

@@ -13,14 +13,14 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::archive::{Archive, Layout};
-use crate::batch::{BatchId, BatchName};
+use crate::intake::archive::{Archive, Layout};
+use crate::intake::batch::{BatchId, BatchName};
 use crate::config::{AccountConfig, Limits};
-use crate::error::{ErrorCode, Rejection};
-use crate::format::{self, Format};
-use crate::message::RowOutcome;
-use crate::message::schedule::rfc3339;
-use crate::zone::{Fallback, ZoneResolver};
+use crate::intake::error::{ErrorCode, Rejection};
+use crate::intake::format::{self, Format};
+use crate::intake::message::RowOutcome;
+use crate::intake::message::schedule::rfc3339;
+use crate::intake::zone::{Fallback, ZoneResolver};
 
 /// Receives row outcomes as they are built.
 pub trait RowSink {
@@ -171,7 +171,7 @@ pub fn arrival(path: &Path, now: DateTime<Utc>) -> Arrival {
 pub fn process(job: &Job<'_>, sink: &mut dyn RowSink) -> Report {
     let mut format = None;
     let mut tally = Tally::default();
-    let batch = crate::batch::batch_stem(job.file_name).to_owned();
+    let batch = crate::intake::batch::batch_stem(job.file_name).to_owned();
     let error = run(job, sink, &mut format, &mut tally).err();
     if error.is_some() {
         tally = Tally::default();

@@ -7,12 +7,12 @@
 //! known, those extra fields are joined back with `;`, and columns after the text
 //! shift by the same count.
 
-use crate::archive::{Archive, EntryRef, rejection_from_io};
-use crate::csv::Record;
-use crate::error::{ErrorCode, Rejection};
-use crate::format::{Header, open_csv};
-use crate::message::{Builder, RowInput};
-use crate::process::{Context, RowSink, Tally};
+use crate::intake::archive::{Archive, EntryRef, rejection_from_io};
+use crate::intake::csv::Record;
+use crate::intake::error::{ErrorCode, Rejection};
+use crate::intake::format::{Header, open_csv};
+use crate::intake::message::{Builder, RowInput};
+use crate::intake::{Context, RowSink, Tally};
 
 /// Column positions of the phone and the text, as the header gives them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,7 +106,7 @@ pub fn read(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::csv::Records;
+    use crate::intake::csv::Records;
     use std::io::BufReader;
 
     fn columns(header: &str) -> Result<Columns, Rejection> {

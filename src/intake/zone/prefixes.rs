@@ -13,8 +13,8 @@ use std::sync::OnceLock;
 use chrono_tz::Tz;
 use phonenumber::Type;
 
-use crate::message::phone::Msisdn;
-use crate::zone::Fallback;
+use crate::intake::message::phone::Msisdn;
+use crate::intake::zone::Fallback;
 
 const TABLE: &str = include_str!("prefix_zones.tsv");
 

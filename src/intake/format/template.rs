@@ -6,14 +6,14 @@
 
 use chrono::NaiveDateTime;
 
-use crate::archive::{Archive, EntryRef, rejection_from_io};
-use crate::error::{ErrorCode, Rejection, shown};
-use crate::format::open_csv;
-use crate::message::schedule::parse_senddate;
-use crate::message::sender::Sender;
-use crate::message::substitute::Template;
-use crate::message::{Builder, RowInput};
-use crate::process::{Context, RowSink, Tally};
+use crate::intake::archive::{Archive, EntryRef, rejection_from_io};
+use crate::intake::error::{ErrorCode, Rejection, shown};
+use crate::intake::format::open_csv;
+use crate::intake::message::schedule::parse_senddate;
+use crate::intake::message::sender::Sender;
+use crate::intake::message::substitute::Template;
+use crate::intake::message::{Builder, RowInput};
+use crate::intake::{Context, RowSink, Tally};
 
 /// The validated data row of template.csv.
 #[derive(Debug)]

@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 use chrono_tz::Tz;
 use chrono_tz::{Asia, Europe};
 
-use crate::csv::Records;
-use crate::zone::Fallback;
+use crate::intake::csv::Records;
+use crate::intake::zone::Fallback;
 
 /// What a registry region string says about the zone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -319,7 +319,7 @@ impl Registry {
         // Record errors (an overlong record) carry their own line in the message.
         let io = |e| RegistryError::Read {
             path: path.to_owned(),
-            source: std::io::Error::other(crate::archive::rejection_from_io(e, &name).message),
+            source: std::io::Error::other(crate::intake::archive::rejection_from_io(e, &name).message),
         };
         let header: Vec<String> =
             match records.next_record().map_err(io)? {

@@ -20,7 +20,7 @@ use std::path::Path;
 use zip::ZipArchive;
 
 use crate::config::Limits;
-use crate::error::{ErrorCode, Rejection, shown};
+use crate::intake::error::{ErrorCode, Rejection, shown};
 
 /// The two archive layouts of SPEC §3.
 #[derive(Debug, Clone, PartialEq, Eq)]

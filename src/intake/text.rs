@@ -11,7 +11,7 @@ use std::io::{self, BufRead, Read};
 
 use encoding_rs::{DecoderResult, Encoding};
 
-use crate::error::{ErrorCode, Rejection, shown};
+use crate::intake::error::{ErrorCode, Rejection, shown};
 
 const CHUNK: usize = 64 * 1024;
 
@@ -173,7 +173,7 @@ impl<R: Read> BufRead for DecodedText<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::archive::rejection_from_io;
+    use crate::intake::archive::rejection_from_io;
 
     fn decode(bytes: &[u8], label: &str, max_line: usize) -> Result<String, Rejection> {
         let enc = Encoding::for_label(label.as_bytes()).unwrap();

@@ -11,7 +11,7 @@
 use chrono::{NaiveDate, NaiveDateTime};
 use std::fmt;
 
-use crate::error::{ErrorCode, Rejection, shown};
+use crate::intake::error::{ErrorCode, Rejection, shown};
 
 /// A parsed, valid archive name.
 #[derive(Debug, Clone, PartialEq, Eq)]

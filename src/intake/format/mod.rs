@@ -2,19 +2,19 @@
 //!
 //! [`template`] reads template.csv once (whole-archive errors) and then streams
 //! contacts.csv; [`plain`] streams the single file of the template-less format.
-//! Both hand every data row to the [`crate::message::Builder`] and pass its outcome
-//! to the caller's [`crate::process::RowSink`] as soon as it is known.
+//! Both hand every data row to the [`crate::intake::message::Builder`] and pass its outcome
+//! to the caller's [`crate::intake::RowSink`] as soon as it is known.
 
 pub mod plain;
 pub mod template;
 
 use serde::Serialize;
 
-use crate::archive::{Archive, EntryRef, LimitedEntry, rejection_from_io};
-use crate::csv::{Record, Records};
-use crate::error::{ErrorCode, Rejection};
-use crate::process::Context;
-use crate::text::DecodedText;
+use crate::intake::archive::{Archive, EntryRef, LimitedEntry, rejection_from_io};
+use crate::intake::csv::{Record, Records};
+use crate::intake::error::{ErrorCode, Rejection};
+use crate::intake::Context;
+use crate::intake::text::DecodedText;
 
 /// The records of a CSV entry after its header.
 pub type CsvRecords<'a> = Records<DecodedText<LimitedEntry<'a>>>;

@@ -13,10 +13,10 @@ use std::path::{Path, PathBuf};
 
 use encoding_rs::Encoding;
 
-use crate::error::{ErrorCode, Rejection};
-use crate::message::RowOutcome;
-use crate::message::schedule::TimeText;
-use crate::process::{RowSink, Summary};
+use crate::intake::error::{ErrorCode, Rejection};
+use crate::intake::message::RowOutcome;
+use crate::intake::message::schedule::TimeText;
+use crate::intake::{RowSink, Summary};
 
 const CSV_HEADER: &str =
     "line;phone;status;code;error;message_id;send_at;expires_at;timezone;segments";

@@ -1,0 +1,34 @@
+//! Intake: one archive → row outcomes (SPEC §3–§6), with no queue and no file
+//! written. Each stage is one module, in the order an archive meets them:
+//!
+//! ```text
+//!  batch ─▶ archive ─▶ text ─▶ csv ─▶ format ─▶ message ─▶ row outcomes
+//!  (name)   (zip,      (decode (records (template (phone, sender,
+//!            limits)    lines)  bounded) /plain)   schedule, zone…)
+//! ```
+//!
+//! - [`batch`]: archive names `<login>_<YYYYMMDDhhmmss>.zip`, temporary names.
+//! - [`archive`]: opens a zip, enforces the limits, rejects hostile entries,
+//!   finds the layout, streams entries.
+//! - [`text`]: the account's encoding → UTF-8, `BAD_ENCODING` with the line.
+//! - [`csv`]: `;` CSV records with line numbers, bounded in size.
+//! - [`format`]: the template and template-less formats.
+//! - [`message`]: per row: phone, sender, substitution, schedule, segments.
+//! - [`zone`]: subscriber time zones for `localtime=1`.
+//! - [`error`]: the error codes customers see.
+//! - [`process`]: one archive end to end, rows to a [`RowSink`].
+//!
+//! Nothing here imports a stage above it (the queue, the results, the
+//! server): they call [`process`] and receive rows through a [`RowSink`].
+
+pub mod archive;
+pub mod batch;
+pub mod csv;
+pub mod error;
+pub mod format;
+pub mod message;
+pub mod process;
+pub mod text;
+pub mod zone;
+
+pub use process::*;
