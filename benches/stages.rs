@@ -14,14 +14,14 @@ use chrono::{TimeZone, Utc};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
 use smsdrop::intake::csv::Records;
-use smsdrop::intake::message::phone::Msisdn;
 use smsdrop::intake::message::segments;
 use smsdrop::intake::message::sender::Sender;
 use smsdrop::intake::message::substitute::Template;
 use smsdrop::intake::message::{Message, RowOutcome};
+use smsdrop::intake::phone::Msisdn;
+use smsdrop::intake::zone::NumberZones;
 use smsdrop::intake::{Status, Summary};
 use smsdrop::queue::{Queue, SqliteQueue};
-use smsdrop::intake::zone::NumberZones;
 
 const ROWS: usize = 10_000;
 /// Rows of the queue benchmark: enough that opening and committing do not dominate.

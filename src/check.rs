@@ -18,8 +18,8 @@ use crate::config::{AccountConfig, Config};
 use crate::intake::error::{ErrorCode, Rejection};
 use crate::intake::message::schedule::rfc3339;
 use crate::intake::message::{MessageId, RowOutcome};
-use crate::intake::{Job, Report, RowSink, Status, Summary, process};
 use crate::intake::zone::{Fallback, ZoneResolver};
+use crate::intake::{Job, Report, RowSink, Status, Summary, process};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
@@ -164,9 +164,11 @@ pub fn run(
 
     let account = resolve_account(config, &file_name, request.account)?;
     // A dry run still reports DUPLICATE_BATCH when the queue already has the batch.
-    let queue = crate::queue::open_read_only(config).ok().flatten();
+    let queue = crate::queue::open_read_only(&config.queue, &config.spool.state_dir)
+        .ok()
+        .flatten();
     let seen = |id: &crate::intake::batch::BatchId| match &queue {
-        Some(q) => q.has_batch(id.as_str()),
+        Some(q) => q.has_batch(id).map_err(Into::into),
         None => Ok(false),
     };
     let report_with = |sink: &mut dyn RowSink| match account {
@@ -175,7 +177,7 @@ pub fn run(
                 path,
                 file_name: &file_name,
                 account,
-                limits: &config.limits,
+                limits: config.limits.intake(),
                 zones,
                 now,
                 received_at,
@@ -236,7 +238,8 @@ pub fn resolve_account<'c>(
 
 /// The report for an archive whose name is not valid and no `--account` was given.
 pub fn name_only_report(file_name: &str, received_at: DateTime<Utc>, now: DateTime<Utc>) -> Report {
-    let error = crate::intake::batch::BatchName::parse(file_name).expect_err("called for bad names");
+    let error =
+        crate::intake::batch::BatchName::parse(file_name).expect_err("called for bad names");
     Report {
         summary: Summary {
             batch: crate::intake::batch::batch_stem(file_name).to_owned(),

@@ -13,7 +13,9 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use crate::intake::account::{Account, Limits as IntakeLimits};
 use crate::intake::message::sender::Sender;
+pub use crate::queue::{Kind as QueueBackend, Settings as QueueConfig};
 
 /// The development configuration shipped in `config/smsdrop.toml`, embedded so that
 /// the binary runs with no `--config` at all.
@@ -228,6 +230,19 @@ pub struct Limits {
     pub max_account_bytes: u64,
 }
 
+impl Limits {
+    /// The limits intake holds archives to.
+    pub fn intake(&self) -> IntakeLimits {
+        IntakeLimits {
+            max_archive_bytes: self.max_archive_bytes,
+            max_uncompressed_bytes: self.max_uncompressed_bytes,
+            max_compression_ratio: self.max_compression_ratio,
+            max_entries: self.max_entries,
+            max_line_bytes: self.max_line_bytes,
+        }
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
@@ -246,40 +261,6 @@ impl Default for Limits {
 pub struct NumberingConfig {
     /// Russian numbering-plan registry CSV files.
     pub registry_files: Vec<PathBuf>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum QueueBackend {
-    Sqlite,
-    Postgres,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct QueueConfig {
-    pub backend: QueueBackend,
-    /// SQLite database file.
-    pub path: PathBuf,
-    /// PostgreSQL connection string.
-    pub url: String,
-    /// PEM file of CA certificates to trust for the PostgreSQL server, besides
-    /// the system's (a private CA or a self-signed server certificate).
-    pub tls_ca: PathBuf,
-    /// When an archive's rows start entering the SQLite queue.
-    pub pipeline: crate::queue::Pipeline,
-}
-
-impl Default for QueueConfig {
-    fn default() -> Self {
-        QueueConfig {
-            backend: QueueBackend::Sqlite,
-            path: "var/state/queue.db".into(),
-            url: String::new(),
-            tls_ca: PathBuf::new(),
-            pipeline: Default::default(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -332,17 +313,11 @@ fn default_validity() -> i64 {
 /// A validated account.
 #[derive(Clone)]
 pub struct AccountConfig {
-    pub login: String,
+    /// What intake needs of the account (login, senders, zone, encoding,
+    /// validity); the fields below are the front's.
+    pub profile: Account,
     /// argon2id PHC string.
     pub password_hash: String,
-    /// Approved senders, compared case-sensitively.
-    pub senders: Vec<Sender>,
-    /// Sender of the template-less format; defaults to the first of `senders`.
-    pub default_sender: Sender,
-    pub timezone: Tz,
-    /// Encoding of the account's CSV files and results CSV.
-    pub encoding: &'static Encoding,
-    pub default_validity_minutes: u32,
     pub allowed_ips: Vec<IpNet>,
     pub require_tls: bool,
     /// Overrides `[limits] max_account_bytes` for this account.
@@ -353,13 +328,8 @@ impl std::fmt::Debug for AccountConfig {
     // By hand, so that no log line or panic message ever carries a password hash.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AccountConfig")
-            .field("login", &self.login)
+            .field("profile", &self.profile)
             .field("password_hash", &"<redacted>")
-            .field("senders", &self.senders)
-            .field("default_sender", &self.default_sender)
-            .field("timezone", &self.timezone)
-            .field("encoding", &self.encoding.name())
-            .field("default_validity_minutes", &self.default_validity_minutes)
             .field("allowed_ips", &self.allowed_ips)
             .field("require_tls", &self.require_tls)
             .field("max_account_bytes", &self.max_account_bytes)
@@ -367,10 +337,13 @@ impl std::fmt::Debug for AccountConfig {
     }
 }
 
-impl AccountConfig {
-    /// Is `sender` one of this account's approved senders (case-sensitive)?
-    pub fn allows_sender(&self, sender: &Sender) -> bool {
-        self.senders.contains(sender)
+// `account.login`, `account.senders`…: an account's profile fields read as
+// its own, as they were before the profile was split out for intake.
+impl std::ops::Deref for AccountConfig {
+    type Target = Account;
+
+    fn deref(&self) -> &Account {
+        &self.profile
     }
 }
 
@@ -649,13 +622,15 @@ fn validate_account(
         }
     }
     Ok(AccountConfig {
-        login: raw.login,
+        profile: Account {
+            login: raw.login,
+            senders,
+            default_sender,
+            timezone,
+            encoding,
+            default_validity_minutes: validity,
+        },
         password_hash: raw.password_hash,
-        senders,
-        default_sender,
-        timezone,
-        encoding,
-        default_validity_minutes: validity,
         allowed_ips,
         require_tls: raw.require_tls,
         max_account_bytes: raw.max_account_bytes,

@@ -15,15 +15,14 @@ use std::time::Instant;
 
 use chrono::{DateTime, SubsecRound, Utc};
 
-use crate::intake::batch::BatchName;
 use crate::config::{AccountConfig, Config};
-use crate::intake::error::Rejection;
-use crate::intake::message::schedule::rfc3339;
 use crate::intake::Summary;
+use crate::intake::batch::{BatchId, BatchName};
+use crate::intake::error::Rejection;
+use crate::intake::zone::ZoneResolver;
 use crate::intake::{Job, Report, Tee, process};
 use crate::queue::Queue;
 use crate::reports::results::{ResultsCsv, publish_csv, write_summary};
-use crate::intake::zone::ZoneResolver;
 
 /// The account's results folder: `<spool>/<login>/results/`.
 pub fn results_dir(config: &Config, account: &AccountConfig) -> PathBuf {
@@ -53,7 +52,7 @@ pub fn ingest(
         let dir = results_dir(config, account);
         let name = BatchName::parse(&file_name).ok();
         if let Some(name) = name.as_ref().filter(|n| n.login == account.login)
-            && let Some(summary) = queue.unfinished(name.id.as_str())?
+            && let Some(summary) = queue.unfinished(&name.id)?
         {
             // A previous run committed this batch and stopped before its results
             // were published: finish that run instead of answering DUPLICATE_BATCH.
@@ -64,7 +63,7 @@ pub fn ingest(
             });
         }
         let duplicate = match &name {
-            Some(name) => queue.has_batch(name.id.as_str())?,
+            Some(name) => queue.has_batch(&name.id)?,
             None => false,
         };
         let seen = move |_: &crate::intake::batch::BatchId| Ok(duplicate);
@@ -78,7 +77,7 @@ pub fn ingest(
                     path,
                     file_name: &file_name,
                     account,
-                    limits: &config.limits,
+                    limits: config.limits.intake(),
                     zones,
                     now,
                     received_at,
@@ -97,7 +96,7 @@ pub fn ingest(
             Ok(staged) => staged,
             Err(e) => {
                 csv.abandon();
-                return Err(e);
+                return Err(e.into());
             }
         };
         // The results could not be written or synced (a full disk): that says
@@ -143,7 +142,7 @@ pub fn ingest(
 pub fn finish(queue: &dyn Queue, dir: &Path, summary: &Summary) -> Result<(), Rejection> {
     publish_csv(dir, &summary.batch)?;
     write_summary(dir, summary)?;
-    queue.mark_finished(&summary.batch, &rfc3339(Utc::now()))?;
+    queue.mark_finished(&BatchId::new(summary.batch.as_str()), Utc::now())?;
     tracing::debug!(batch = %summary.batch, "results published");
     // The results are out: now the queue may tidy up (the customer does not
     // wait for it).

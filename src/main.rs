@@ -222,7 +222,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .unwrap_or_default();
             let summary = match check::resolve_account(&config, &file_name, account.as_deref())? {
                 Some(account) => {
-                    let mut queue = smsdrop::queue::open(&config)?;
+                    let backend =
+                        smsdrop::queue::Backend::open(&config.queue, &config.spool.state_dir)?;
+                    let mut queue = backend.writer()?;
                     ingest::ingest(&config, &zones, &mut *queue, &archive, account, Utc::now())?
                         .summary
                 }
@@ -233,7 +235,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Queue { command, config } => {
             let config = load_config(config.as_deref())?;
-            let Some(queue) = smsdrop::queue::open_read_only(&config)? else {
+            let Some(queue) =
+                smsdrop::queue::open_read_only(&config.queue, &config.spool.state_dir)?
+            else {
                 anyhow::bail!("no queue at {} yet", config.queue.path.display());
             };
             let stdout = io::stdout();

@@ -13,20 +13,28 @@
 //! So a batch is never queued twice and never lost. Files not ending in `.zip`,
 //! hidden files (uploads in progress) and folders are left alone.
 
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 
-use crate::intake::batch::BatchName;
+use crate::config::Live;
 use crate::config::{AccountConfig, Config};
-use crate::intake::error::{ErrorCode, Rejection};
 use crate::ingest::ingest;
 use crate::intake::Report;
-use crate::queue::Queue;
-use crate::intake::zone::ZoneResolver;
+use crate::intake::batch::BatchName;
+use crate::intake::error::{ErrorCode, Rejection};
+use crate::intake::zone::{NumberZones, ZoneResolver};
+use crate::metrics;
+use crate::queue::{Backend, Queue};
 
 fn internal(what: &Path, e: io::Error) -> Rejection {
     Rejection::new(ErrorCode::InternalError, format!("{}: {e}", what.display()))
@@ -138,8 +146,7 @@ pub fn poll_account(
             .into_owned();
         let finished = match BatchName::parse(&name) {
             Ok(batch) if batch.login == account.login => {
-                queue.has_batch(batch.id.as_str())?
-                    && queue.unfinished(batch.id.as_str())?.is_none()
+                queue.has_batch(&batch.id)? && queue.unfinished(&batch.id)?.is_none()
             }
             _ => false,
         };
@@ -197,4 +204,106 @@ fn remove_older(dir: &Path, cutoff: SystemTime) -> io::Result<usize> {
         }
     }
     Ok(removed)
+}
+
+/// Does `account` have an archive waiting, in its folder or left in `work/`?
+fn waiting(config: &Config, account: &AccountConfig) -> bool {
+    let any = |dir: &Path| pending(dir).map_or(true, |found| !found.is_empty());
+    any(&work_dir(config, account)) || any(&config.spool.home(&account.login))
+}
+
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Polls on every tick (interval, upload landed, an account finished): every
+/// account that is not already being processed gets a task, at most `workers`
+/// of them running, so one account's huge archive holds no other account back.
+pub async fn run(
+    live: Arc<Live>,
+    queue: Arc<Backend>,
+    zones: Arc<NumberZones>,
+    landed: Arc<Notify>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let workers = Arc::new(Semaphore::new(live.get().poller.workers));
+    // By login, so that accounts added by a reload get theirs.
+    let mut busy: HashMap<String, Arc<AtomicBool>> = HashMap::new();
+    let finished = Arc::new(Notify::new());
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut last_prune = None;
+    loop {
+        while tasks.try_join_next().is_some() {}
+        let config = live.get();
+        for account in &config.accounts {
+            let flag = busy.entry(account.login.clone()).or_default();
+            if flag.swap(true, Ordering::AcqRel) {
+                continue; // still working on this account
+            }
+            let (config, zones, workers) = (config.clone(), zones.clone(), workers.clone());
+            let queue = queue.clone();
+            let (flag, finished) = (flag.clone(), finished.clone());
+            let login = account.login.clone();
+            tasks.spawn(async move {
+                // Closed at shutdown: start nothing new.
+                let Ok(permit) = workers.acquire_owned().await else {
+                    flag.store(false, Ordering::Release);
+                    return;
+                };
+                let work = tokio::task::spawn_blocking(move || {
+                    let _permit = permit;
+                    let account = config.account(&login).expect("account of this snapshot");
+                    // Nothing waiting: no connection to the queue, and nothing
+                    // to report if the queue is down.
+                    if !waiting(&config, account) {
+                        return false;
+                    }
+                    let result = queue
+                        .writer()
+                        .map_err(Rejection::from)
+                        .and_then(|mut queue| {
+                            // Several nodes on one spool: one of them at a time.
+                            if !queue.lock_account(&account.login)? {
+                                return Ok(Vec::new());
+                            }
+                            poll_account(&config, &*zones, &mut *queue, account)
+                        });
+                    match result {
+                        Ok(reports) => !reports.is_empty(),
+                        Err(e) => {
+                            metrics::ARCHIVE_ERRORS.inc();
+                            tracing::error!(account = %account.login, error = %e,
+                                "archive left for the next poll");
+                            false
+                        }
+                    }
+                });
+                let processed = work.await.unwrap_or(false);
+                flag.store(false, Ordering::Release);
+                if processed {
+                    // Uploads that landed meanwhile are picked up at once.
+                    finished.notify_one();
+                }
+            });
+        }
+        // Pruning walks every processed/ folder: hourly is plenty for a
+        // retention counted in days, and it stays off the per-upload path.
+        if last_prune.is_none_or(|t: std::time::Instant| t.elapsed() >= PRUNE_EVERY) {
+            last_prune = Some(std::time::Instant::now());
+            let config = config.clone();
+            // A walk of folders: off the executor.
+            let pruned = tokio::task::spawn_blocking(move || prune(&config, chrono::Utc::now()));
+            if let Ok(Err(e)) = pruned.await {
+                tracing::warn!(error = %e, "cannot prune processed archives");
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = landed.notified() => {}
+            _ = finished.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(config.poller.interval_secs)) => {}
+        }
+    }
+    // Let running archives reach their commit (or roll back); start no new ones.
+    workers.close();
+    while tasks.join_next().await.is_some() {}
+    Ok(())
 }

@@ -17,23 +17,21 @@
 //! running archives finish — an archive is either committed whole or not at
 //! all — and returns.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use anyhow::Context;
 use sd_notify::NotifyState;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Live};
 use crate::front::Front;
+use crate::intake::zone::NumberZones;
 use crate::metrics;
 use crate::poller;
-use crate::intake::zone::NumberZones;
+use crate::queue::Backend;
 
 /// Creates the spool, the account homes and the state folder; returns the
 /// absolute spool path.
@@ -68,14 +66,15 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let spool = prepare_folders(&config)?;
-    // Open once up front so a broken queue is a startup error (blocking I/O:
-    // the PostgreSQL client even runs its own small runtime).
-    {
+    // Built once, up front, so a broken queue is a startup error (blocking
+    // I/O: the PostgreSQL client even runs its own small runtime).
+    let queue = {
         let config = config.clone();
-        tokio::task::spawn_blocking(move || crate::queue::open(&config).map(drop))
-            .await
-            .context("queue check")??;
-    }
+        let opened = tokio::task::spawn_blocking(move || {
+            Backend::open(&config.queue, &config.spool.state_dir)
+        });
+        Arc::new(opened.await.context("queue check")??)
+    };
     metrics::register_all();
     let live = Arc::new(Live::new(config.clone()));
     let ftp_listener = TcpListener::bind(&config.ftp.listen)
@@ -94,10 +93,20 @@ pub async fn run(
     let probe = Arc::new(crate::ops::http::Probe::new(
         ftp_addr,
         front.limits(),
-        live.clone(),
+        queue.clone(),
     ));
-    let http = tokio::spawn(crate::ops::http::run(http_listener, probe, shutdown.clone()));
-    let poll = tokio::spawn(poll_loop(live.clone(), zones, landed, shutdown.clone()));
+    let http = tokio::spawn(crate::ops::http::run(
+        http_listener,
+        probe,
+        shutdown.clone(),
+    ));
+    let poll = tokio::spawn(poller::run(
+        live.clone(),
+        queue,
+        zones,
+        landed,
+        shutdown.clone(),
+    ));
     let reload = tokio::spawn(reload_on_hangup(
         live.clone(),
         config_path,
@@ -162,92 +171,5 @@ fn reload(live: &Live, path: &Path) -> anyhow::Result<()> {
         tracing::warn!("SIGHUP: only [[accounts]] are reloaded; the other changes need a restart");
     }
     live.set(Arc::new(merged));
-    Ok(())
-}
-
-const PRUNE_EVERY: Duration = Duration::from_secs(3600);
-
-/// Polls on every tick (interval, upload landed, an account finished): every
-/// account that is not already being processed gets a task, at most `workers`
-/// of them running, so one account's huge archive holds no other account back.
-async fn poll_loop(
-    live: Arc<Live>,
-    zones: Arc<NumberZones>,
-    landed: Arc<Notify>,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let workers = Arc::new(Semaphore::new(live.get().poller.workers));
-    // By login, so that accounts added by a reload get theirs.
-    let mut busy: HashMap<String, Arc<AtomicBool>> = HashMap::new();
-    let finished = Arc::new(Notify::new());
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut last_prune = None;
-    loop {
-        while tasks.try_join_next().is_some() {}
-        let config = live.get();
-        for account in &config.accounts {
-            let flag = busy.entry(account.login.clone()).or_default();
-            if flag.swap(true, Ordering::AcqRel) {
-                continue; // still working on this account
-            }
-            let (config, zones, workers) = (config.clone(), zones.clone(), workers.clone());
-            let (flag, finished) = (flag.clone(), finished.clone());
-            let login = account.login.clone();
-            tasks.spawn(async move {
-                // Closed at shutdown: start nothing new.
-                let Ok(permit) = workers.acquire_owned().await else {
-                    flag.store(false, Ordering::Release);
-                    return;
-                };
-                let work = tokio::task::spawn_blocking(move || {
-                    let _permit = permit;
-                    let account = config.account(&login).expect("account of this snapshot");
-                    let result = crate::queue::open(&config).and_then(|mut queue| {
-                        // Several nodes on one spool: one of them at a time.
-                        if !queue.lock_account(&account.login)? {
-                            return Ok(Vec::new());
-                        }
-                        poller::poll_account(&config, &*zones, &mut *queue, account)
-                    });
-                    match result {
-                        Ok(reports) => !reports.is_empty(),
-                        Err(e) => {
-                            metrics::ARCHIVE_ERRORS.inc();
-                            tracing::error!(account = %account.login, error = %e,
-                                "archive left for the next poll");
-                            false
-                        }
-                    }
-                });
-                let processed = work.await.unwrap_or(false);
-                flag.store(false, Ordering::Release);
-                if processed {
-                    // Uploads that landed meanwhile are picked up at once.
-                    finished.notify_one();
-                }
-            });
-        }
-        // Pruning walks every processed/ folder: hourly is plenty for a
-        // retention counted in days, and it stays off the per-upload path.
-        if last_prune.is_none_or(|t: std::time::Instant| t.elapsed() >= PRUNE_EVERY) {
-            last_prune = Some(std::time::Instant::now());
-            let config = config.clone();
-            // A walk of folders: off the executor.
-            let pruned =
-                tokio::task::spawn_blocking(move || poller::prune(&config, chrono::Utc::now()));
-            if let Ok(Err(e)) = pruned.await {
-                tracing::warn!(error = %e, "cannot prune processed archives");
-            }
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = landed.notified() => {}
-            _ = finished.notified() => {}
-            _ = tokio::time::sleep(Duration::from_secs(config.poller.interval_secs)) => {}
-        }
-    }
-    // Let running archives reach their commit (or roll back); start no new ones.
-    workers.close();
-    while tasks.join_next().await.is_some() {}
     Ok(())
 }

@@ -7,9 +7,9 @@ use std::path::Path;
 
 use common::*;
 use smsdrop::config::Config;
+use smsdrop::intake::zone::NumberZones;
 use smsdrop::poller::{poll_account, processed_dir, prune, work_dir};
 use smsdrop::queue::{Queue, SqliteQueue};
-use smsdrop::intake::zone::NumberZones;
 
 fn setup(env: &Env) -> Config {
     let root = env.dir.path().to_str().unwrap().to_owned();

@@ -6,10 +6,10 @@ use std::sync::LazyLock;
 
 use chrono::{TimeZone, Utc};
 use smsdrop::config::Config;
-use smsdrop::error::Rejection;
-use smsdrop::message::RowOutcome;
-use smsdrop::process::{Job, RowSink, process};
-use smsdrop::zone::NumberZones;
+use smsdrop::intake::error::Rejection;
+use smsdrop::intake::message::RowOutcome;
+use smsdrop::intake::{Job, RowSink, process};
+use smsdrop::intake::zone::NumberZones;
 
 static CONFIG: LazyLock<Config> = LazyLock::new(|| {
     let mut config = Config::embedded_default().expect("embedded config");
@@ -49,7 +49,7 @@ pub fn run_archive(bytes: &[u8]) {
         path: &path,
         file_name: name,
         account: &CONFIG.accounts[0],
-        limits: &CONFIG.limits,
+        limits: CONFIG.limits.intake(),
         zones: &*ZONES,
         now,
         received_at: now,

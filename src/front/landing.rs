@@ -42,10 +42,10 @@ use tokio::sync::Notify;
 use unftp_core::storage::{self, ErrorKind, Metadata, StorageBackend};
 use unftp_sbe_fs::Filesystem;
 
-use crate::intake::batch::{is_archive_name, is_temporary_name};
 use crate::front::auth::FtpUser;
 use crate::front::listing::{self, Entry, Recent};
 use crate::front::quota::Quota;
+use crate::intake::batch::{is_archive_name, is_temporary_name};
 
 /// What every session's back-end shares.
 #[derive(Debug)]

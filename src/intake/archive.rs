@@ -19,7 +19,7 @@ use std::path::Path;
 
 use zip::ZipArchive;
 
-use crate::config::Limits;
+use crate::intake::account::Limits;
 use crate::intake::error::{ErrorCode, Rejection, shown};
 
 /// The two archive layouts of SPEC §3.
@@ -151,7 +151,7 @@ impl Archive {
         let layout = detect_layout(&names)?;
         Ok(Archive {
             zip,
-            limits: limits.clone(),
+            limits: *limits,
             inflated_total: 0,
             layout,
         })
@@ -255,21 +255,6 @@ impl Read for LimitedEntry<'_> {
         }
         Ok(n)
     }
-}
-
-/// Turns an I/O error from an entry or decoder back into the rejection it carries,
-/// or an `INTERNAL_ERROR` naming `what` when it carries none.
-pub fn rejection_from_io(e: io::Error, what: &str) -> Rejection {
-    let carried = e
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<Rejection>())
-        .cloned();
-    carried.unwrap_or_else(|| {
-        Rejection::new(
-            ErrorCode::InternalError,
-            format!("cannot read {}: {e}", shown(what)),
-        )
-    })
 }
 
 fn exceeds_ratio(size: u64, packed: u64, ratio: u64) -> bool {

@@ -29,6 +29,12 @@ pub struct BatchName {
 pub struct BatchId(String);
 
 impl BatchId {
+    /// The id of a batch whose name was parsed before (a stored summary's
+    /// `batch`).
+    pub fn new(id: impl Into<String>) -> BatchId {
+        BatchId(id.into())
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

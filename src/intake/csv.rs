@@ -165,7 +165,7 @@ impl<R: BufRead> Records<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::intake::archive::rejection_from_io;
+    use crate::intake::error::rejection_from_io;
 
     fn records(input: &str, max: usize) -> Result<Vec<(u64, Vec<String>)>, Rejection> {
         // A tiny buffer exercises records split across reads.

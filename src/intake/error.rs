@@ -141,6 +141,21 @@ pub fn shown(value: &str) -> String {
     out
 }
 
+/// Turns an I/O error from an entry or decoder back into the rejection it carries,
+/// or an `INTERNAL_ERROR` naming `what` when it carries none.
+pub fn rejection_from_io(e: std::io::Error, what: &str) -> Rejection {
+    let carried = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<Rejection>())
+        .cloned();
+    carried.unwrap_or_else(|| {
+        Rejection::new(
+            ErrorCode::InternalError,
+            format!("cannot read {}: {e}", shown(what)),
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,14 +21,18 @@
 //! Nothing here imports a stage above it (the queue, the results, the
 //! server): they call [`process`] and receive rows through a [`RowSink`].
 
+pub mod account;
 pub mod archive;
 pub mod batch;
 pub mod csv;
 pub mod error;
 pub mod format;
 pub mod message;
+pub mod phone;
 pub mod process;
+pub mod row;
 pub mod text;
 pub mod zone;
 
 pub use process::*;
+pub use row::{Context, RowSink, Tally, Tee};

@@ -13,61 +13,14 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::intake::account::{Account, Limits};
 use crate::intake::archive::{Archive, Layout};
 use crate::intake::batch::{BatchId, BatchName};
-use crate::config::{AccountConfig, Limits};
 use crate::intake::error::{ErrorCode, Rejection};
 use crate::intake::format::{self, Format};
-use crate::intake::message::RowOutcome;
 use crate::intake::message::schedule::rfc3339;
+use crate::intake::row::{Context, RowSink, Tally};
 use crate::intake::zone::{Fallback, ZoneResolver};
-
-/// Receives row outcomes as they are built.
-pub trait RowSink {
-    /// An error here aborts the archive with that rejection.
-    fn row(&mut self, outcome: &RowOutcome) -> Result<(), Rejection>;
-}
-
-/// Hands every row to two sinks, the first first.
-pub struct Tee<'a>(pub &'a mut dyn RowSink, pub &'a mut dyn RowSink);
-
-impl RowSink for Tee<'_> {
-    fn row(&mut self, outcome: &RowOutcome) -> Result<(), Rejection> {
-        self.0.row(outcome)?;
-        self.1.row(outcome)
-    }
-}
-
-/// What the format parsers need besides the archive.
-pub struct Context<'a> {
-    pub batch: &'a BatchId,
-    pub account: &'a AccountConfig,
-    pub limits: &'a Limits,
-    pub zones: &'a dyn ZoneResolver,
-    pub now: DateTime<Utc>,
-}
-
-/// Row counters, and how often the subscriber zone fell back to the account's.
-#[derive(Debug, Default, Clone)]
-pub struct Tally {
-    pub rows: u64,
-    pub accepted: u64,
-    pub rejected: u64,
-    pub fallbacks: BTreeMap<Fallback, u64>,
-}
-
-impl Tally {
-    pub fn count(&mut self, outcome: &RowOutcome, fallback: Option<Fallback>) {
-        self.rows += 1;
-        match outcome {
-            RowOutcome::Accepted(_) => self.accepted += 1,
-            RowOutcome::Rejected { .. } => self.rejected += 1,
-        }
-        if let Some(f) = fallback {
-            *self.fallbacks.entry(f).or_default() += 1;
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -124,8 +77,8 @@ pub struct Job<'a> {
     /// The archive's file name as uploaded (decides batch id and login).
     pub file_name: &'a str,
     /// The account whose folder the archive is in (or `check --account`).
-    pub account: &'a AccountConfig,
-    pub limits: &'a Limits,
+    pub account: &'a Account,
+    pub limits: Limits,
     pub zones: &'a dyn ZoneResolver,
     /// Processing time, whole seconds.
     pub now: DateTime<Utc>,
@@ -224,7 +177,7 @@ fn run(
             ),
         ));
     }
-    let mut archive = Archive::open(job.path, job.limits)?;
+    let mut archive = Archive::open(job.path, &job.limits)?;
     let ctx = Context {
         batch: &name.id,
         account: job.account,

@@ -173,7 +173,7 @@ impl<R: Read> BufRead for DecodedText<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::intake::archive::rejection_from_io;
+    use crate::intake::error::rejection_from_io;
 
     fn decode(bytes: &[u8], label: &str, max_line: usize) -> Result<String, Rejection> {
         let enc = Encoding::for_label(label.as_bytes()).unwrap();

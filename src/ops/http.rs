@@ -30,9 +30,10 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Live;
 use crate::front::limits::SessionLimits;
+use crate::intake::batch::BatchId;
 use crate::metrics;
+use crate::queue::{Backend, Queue, QueueError};
 
 /// How long each `/healthz` probe and the scrape's queue query may take.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -51,18 +52,18 @@ pub struct Probe {
     /// loopback).
     ftp: SocketAddr,
     limits: Arc<SessionLimits>,
-    config: Arc<Live>,
+    queue: Arc<Backend>,
     /// The last counted depth and when it was counted; the lock also makes
     /// requests take turns counting.
     depth: tokio::sync::Mutex<Option<(Instant, Result<i64, String>)>>,
 }
 
 impl Probe {
-    pub fn new(ftp: SocketAddr, limits: Arc<SessionLimits>, config: Arc<Live>) -> Probe {
+    pub fn new(ftp: SocketAddr, limits: Arc<SessionLimits>, queue: Arc<Backend>) -> Probe {
         Probe {
             ftp,
             limits,
-            config,
+            queue,
             depth: tokio::sync::Mutex::new(None),
         }
     }
@@ -185,20 +186,29 @@ async fn queue_depth(probe: &Probe) -> Result<i64, String> {
     depth
 }
 
-/// Counts the queue, on the blocking pool (SQLite is synchronous).
-async fn count_queue(probe: &Probe) -> Result<i64, String> {
-    let config = probe.config.get();
+/// Asks the queue, on the blocking pool (SQLite is synchronous), within
+/// [`PROBE_TIMEOUT`]; an error as the text to show.
+async fn ask_queue<T: Send + 'static>(
+    probe: &Probe,
+    question: fn(&dyn Queue) -> Result<T, QueueError>,
+) -> Result<T, String> {
+    let backend = probe.queue.clone();
     let query = tokio::task::spawn_blocking(move || {
-        let queue = crate::queue::open_read_only(&config)
-            .map_err(|e| e.message)?
-            .ok_or_else(|| "the queue does not exist".to_owned())?;
-        queue.depth().map_err(|e| e.message)
+        let queue = backend
+            .reader()
+            .map_err(|e| format!("{:#}", anyhow::Error::from(e)))?;
+        question(&*queue).map_err(|e| format!("{:#}", anyhow::Error::from(e)))
     });
     match tokio::time::timeout(PROBE_TIMEOUT, query).await {
         Ok(Ok(result)) => result,
         Ok(Err(e)) => Err(format!("query task failed: {e}")),
         Err(_) => Err(format!("no answer within {} s", PROBE_TIMEOUT.as_secs())),
     }
+}
+
+/// Counts the queue.
+async fn count_queue(probe: &Probe) -> Result<i64, String> {
+    ask_queue(probe, |queue| queue.depth()).await
 }
 
 async fn update_queue_depth(probe: &Probe) -> Result<(), String> {
@@ -209,19 +219,7 @@ async fn update_queue_depth(probe: &Probe) -> Result<(), String> {
 /// Whether the queue answers now: one indexed lookup (cheap at any queue
 /// size); the depth is the last one counted, if any.
 async fn queue_answers(probe: &Probe) -> Result<String, String> {
-    let config = probe.config.get();
-    let query = tokio::task::spawn_blocking(move || {
-        let queue = crate::queue::open_read_only(&config)
-            .map_err(|e| e.message)?
-            .ok_or_else(|| "the queue does not exist".to_owned())?;
-        queue.has_batch("").map_err(|e| e.message)
-    });
-    match tokio::time::timeout(PROBE_TIMEOUT, query).await {
-        Ok(Ok(Ok(_))) => {}
-        Ok(Ok(Err(e))) => return Err(e),
-        Ok(Err(e)) => return Err(format!("query task failed: {e}")),
-        Err(_) => return Err(format!("no answer within {} s", PROBE_TIMEOUT.as_secs())),
-    }
+    ask_queue(probe, |queue| queue.has_batch(&BatchId::new(""))).await?;
     Ok(match &*probe.depth.lock().await {
         Some((at, Ok(depth))) => format!(
             "answers; {depth} messages queued {} s ago",

@@ -1,36 +1,116 @@
 //! The queue (SPEC §8): accepted messages and batch records, behind [`Queue`] so
-//! that the SQLite back-end ([`sqlite`]) and a PostgreSQL one share the pipeline.
+//! that the SQLite back-end ([`sqlite`]) and the PostgreSQL one ([`postgres`])
+//! share the pipeline.
 //!
 //! Invariants every back-end keeps:
 //! - One transaction per archive holds the batch record and all its messages, so a
 //!   crash leaves either the whole batch or nothing ([`Queue::stage`] +
 //!   [`StagedBatch::commit`]).
 //! - Batch ids and message ids (`<batch>:<line>`) are unique: the same archive can
-//!   never be queued twice, even by two racing processes (`DUPLICATE_BATCH`).
+//!   never be queued twice, even by two racing processes ([`QueueError::Duplicate`]).
 //! - Only archives processed without an archive-level error get a batch record; an
 //!   archive rejected as a whole queued nothing and may be uploaded again.
 //! - A batch is *finished* once its results are published; a committed but
 //!   unfinished batch is what a crash between the two leaves, and is completed
 //!   by the next run instead of being processed again.
+//!
+//! The [`Backend`] is built once at start-up (the schema created or migrated,
+//! PostgreSQL's connection pool made) and hands out connections
+//! ([`Backend::writer`], [`Backend::reader`]). Errors are [`QueueError`]s; what
+//! a customer is told of them is decided in one place, `From<QueueError> for
+//! Rejection`. Staged rows wait in a [`rowfile`] while they are read.
 
 pub mod postgres;
-pub mod spool;
+pub mod rowfile;
 pub mod sqlite;
 
 use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use crate::config::{Config, QueueBackend};
-use crate::intake::error::Rejection;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use crate::intake::batch::BatchId;
+use crate::intake::error::{ErrorCode, Rejection};
 use crate::intake::{RowSink, Summary};
 
 pub use sqlite::{Pipeline, SqliteQueue};
 
-/// An `INTERNAL_ERROR` naming the queue operation that failed.
-pub(crate) fn internal(what: &str, e: impl std::fmt::Display) -> Rejection {
-    Rejection::new(
-        crate::intake::error::ErrorCode::InternalError,
-        format!("queue: {what}: {e}"),
-    )
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What went wrong in the queue.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// The batch was committed before, by this process or another node.
+    #[error("batch {batch} was already processed")]
+    Duplicate { batch: String },
+    /// The back-end failed at `what`; the cause is the source.
+    #[error("queue: {what}")]
+    Failed {
+        what: String,
+        #[source]
+        source: BoxError,
+    },
+}
+
+/// A [`QueueError::Failed`] naming the operation that failed.
+pub(crate) fn failed(what: &str, e: impl Into<BoxError>) -> QueueError {
+    QueueError::Failed {
+        what: what.to_owned(),
+        source: e.into(),
+    }
+}
+
+/// What a customer is told of a queue error: the one place where they meet.
+impl From<QueueError> for Rejection {
+    fn from(e: QueueError) -> Rejection {
+        match e {
+            QueueError::Duplicate { batch } => Rejection::new(
+                ErrorCode::DuplicateBatch,
+                format!("batch {batch} was already processed"),
+            ),
+            QueueError::Failed { what, source } => {
+                Rejection::new(ErrorCode::InternalError, format!("queue: {what}: {source}"))
+            }
+        }
+    }
+}
+
+/// Which back-end holds the queue (`[queue] backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Sqlite,
+    Postgres,
+}
+
+/// The `[queue]` section of the configuration (SPEC §11).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub backend: Kind,
+    /// SQLite database file.
+    pub path: PathBuf,
+    /// PostgreSQL connection string.
+    pub url: String,
+    /// PEM file of CA certificates to trust for the PostgreSQL server, besides
+    /// the system's (a private CA or a self-signed server certificate).
+    pub tls_ca: PathBuf,
+    /// When an archive's rows start entering the SQLite queue.
+    pub pipeline: Pipeline,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            backend: Kind::Sqlite,
+            path: "var/state/queue.db".into(),
+            url: String::new(),
+            tls_ca: PathBuf::new(),
+            pipeline: Default::default(),
+        }
+    }
 }
 
 /// A queue back-end.
@@ -38,18 +118,18 @@ pub trait Queue: Send {
     /// Takes the right to process `account`'s archives until this queue is
     /// dropped; `false` when another process (node) has it now. One node's
     /// SQLite file needs no lock.
-    fn lock_account(&mut self, _account: &str) -> Result<bool, Rejection> {
+    fn lock_account(&mut self, _account: &str) -> Result<bool, QueueError> {
         Ok(true)
     }
 
     /// Was this batch id already committed?
-    fn has_batch(&self, batch: &str) -> Result<bool, Rejection>;
+    fn has_batch(&self, batch: &BatchId) -> Result<bool, QueueError>;
 
     /// The stored summary of a committed batch whose results were not published.
-    fn unfinished(&self, batch: &str) -> Result<Option<Summary>, Rejection>;
+    fn unfinished(&self, batch: &BatchId) -> Result<Option<Summary>, QueueError>;
 
     /// Records that a batch's results are published.
-    fn mark_finished(&self, batch: &str, at: &str) -> Result<(), Rejection>;
+    fn mark_finished(&self, batch: &BatchId, at: DateTime<Utc>) -> Result<(), QueueError>;
 
     /// Runs `process` with a sink that inserts accepted rows into an open
     /// transaction, which [`StagedBatch::commit`] commits with the batch record
@@ -59,7 +139,7 @@ pub trait Queue: Send {
         &'q mut self,
         account: &str,
         process: &mut dyn FnMut(&mut dyn RowSink) -> Summary,
-    ) -> Result<Box<dyn StagedBatch + 'q>, Rejection>;
+    ) -> Result<Box<dyn StagedBatch + 'q>, QueueError>;
 
     /// Work that can wait until an archive's results are published (SQLite:
     /// the WAL checkpoint, which copies a big batch's pages a second time).
@@ -67,18 +147,17 @@ pub trait Queue: Send {
     fn tidy(&self) {}
 
     /// Counts of batches and of messages by status.
-    fn stats(&self) -> Result<Stats, Rejection>;
+    fn stats(&self) -> Result<Stats, QueueError>;
 
-    /// Messages with status `queued` (the `/metrics` queue depth; also proves
-    /// the queue answers for `/healthz`).
-    fn depth(&self) -> Result<i64, Rejection>;
+    /// Messages with status `queued` (the `/metrics` queue depth).
+    fn depth(&self) -> Result<i64, QueueError>;
 
     /// Calls `each` for every message (of one batch), in commit and line order.
     fn list(
         &self,
         batch: Option<&str>,
         each: &mut dyn FnMut(&QueuedMessage) -> io::Result<()>,
-    ) -> Result<(), Rejection>;
+    ) -> Result<(), QueueError>;
 }
 
 /// A processed archive whose messages wait in an open transaction.
@@ -86,32 +165,87 @@ pub trait StagedBatch {
     fn summary(&self) -> &Summary;
 
     /// Commits (nothing when the archive was rejected as a whole) and returns the
-    /// summary; `DUPLICATE_BATCH` when another process committed the batch first.
-    fn commit(self: Box<Self>) -> Result<Summary, Rejection>;
+    /// summary; [`QueueError::Duplicate`] when another process committed the
+    /// batch first.
+    fn commit(self: Box<Self>) -> Result<Summary, QueueError>;
 }
 
-/// Opens the configured back-end for writing.
-pub fn open(config: &Config) -> Result<Box<dyn Queue>, Rejection> {
-    match config.queue.backend {
-        QueueBackend::Sqlite => Ok(Box::new(
-            SqliteQueue::open(&config.queue.path)?.with_pipeline(config.queue.pipeline),
-        )),
-        QueueBackend::Postgres => Ok(Box::new(postgres::PostgresQueue::open(
-            &config.queue.url,
-            &config.queue.tls_ca,
-            config.spool.state_dir.clone(),
-        )?)),
+/// The configured back-end, built once: see the module documentation.
+pub struct Backend {
+    kind: Opened,
+    /// Where staged rows are spooled.
+    state_dir: PathBuf,
+}
+
+enum Opened {
+    Sqlite {
+        path: PathBuf,
+        pipeline: Pipeline,
+        /// How fast this process inserts, learnt from its commits.
+        rate: Arc<sqlite::InsertRate>,
+    },
+    Postgres(postgres::Pool),
+}
+
+impl Backend {
+    /// Opens the back-end: creates or migrates the schema, makes PostgreSQL's
+    /// pool. Blocking.
+    pub fn open(settings: &Settings, state_dir: &Path) -> Result<Backend, QueueError> {
+        let kind = match settings.backend {
+            Kind::Sqlite => {
+                sqlite::create_schema(&settings.path)?;
+                Opened::Sqlite {
+                    path: settings.path.clone(),
+                    pipeline: settings.pipeline,
+                    rate: Arc::default(),
+                }
+            }
+            Kind::Postgres => Opened::Postgres(postgres::pool(&settings.url, &settings.tls_ca)?),
+        };
+        Ok(Backend {
+            kind,
+            state_dir: state_dir.to_owned(),
+        })
+    }
+
+    /// A connection that writes. Blocking.
+    pub fn writer(&self) -> Result<Box<dyn Queue>, QueueError> {
+        Ok(match &self.kind {
+            Opened::Sqlite {
+                path,
+                pipeline,
+                rate,
+            } => Box::new(SqliteQueue::connect(path, *pipeline, rate.clone())?),
+            Opened::Postgres(pool) => Box::new(postgres::PostgresQueue::connect(
+                pool,
+                self.state_dir.clone(),
+            )?),
+        })
+    }
+
+    /// A connection that only reads. Blocking.
+    pub fn reader(&self) -> Result<Box<dyn Queue>, QueueError> {
+        match &self.kind {
+            Opened::Sqlite { path, .. } => Ok(Box::new(
+                SqliteQueue::open_read_only(path)?
+                    .ok_or_else(|| failed("open", "the queue database is gone"))?,
+            )),
+            Opened::Postgres(_) => self.writer(),
+        }
     }
 }
 
-/// Opens the configured back-end for reading; `None` when it does not exist yet.
-pub fn open_read_only(config: &Config) -> Result<Option<Box<dyn Queue>>, Rejection> {
-    match config.queue.backend {
-        QueueBackend::Sqlite => {
-            Ok(SqliteQueue::open_read_only(&config.queue.path)?
-                .map(|q| Box::new(q) as Box<dyn Queue>))
+/// Opens the configured back-end for reading, without creating it (`check`,
+/// `queue` commands); `None` when it does not exist yet. Blocking.
+pub fn open_read_only(
+    settings: &Settings,
+    state_dir: &Path,
+) -> Result<Option<Box<dyn Queue>>, QueueError> {
+    match settings.backend {
+        Kind::Sqlite => {
+            Ok(SqliteQueue::open_read_only(&settings.path)?.map(|q| Box::new(q) as Box<dyn Queue>))
         }
-        QueueBackend::Postgres => open(config).map(Some),
+        Kind::Postgres => Backend::open(settings, state_dir)?.writer().map(Some),
     }
 }
 

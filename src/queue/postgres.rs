@@ -4,7 +4,8 @@
 //! while the archive is read and enter the queue with `COPY` in the commit's
 //! transaction, together with the batch record.
 //!
-//! Connections come from one pool per process (r2d2). Several nodes share one
+//! Connections come from the back-end's pool (r2d2), made once at start-up
+//! ([`crate::queue::Backend::open`]). Several nodes share one
 //! database and one spool: [`Queue::lock_account`] takes a session-level
 //! advisory lock per account, so one node at a time processes an account's
 //! archives (oldest first, as on one node); a node that dies releases its locks
@@ -14,51 +15,41 @@
 //! certificate is verified against the system's CAs and `queue.tls_ca`.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use postgres::Client;
 use r2d2_postgres::PostgresConnectionManager;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::intake::error::{ErrorCode, Rejection};
+use crate::intake::batch::BatchId;
 use crate::intake::format::Format;
 use crate::intake::message::schedule::rfc3339;
 use crate::intake::{RowSink, Summary};
-use crate::queue::spool::{Tail, spool_pipelined};
-use crate::queue::{Queue, QueuedMessage, StagedBatch, Stats, internal};
+use crate::queue::rowfile::{Tail, spool_pipelined};
+use crate::queue::{Queue, QueueError, QueuedMessage, StagedBatch, Stats, failed};
 
-type Pool = r2d2::Pool<PostgresConnectionManager<MakeRustlsConnect>>;
+pub type Pool = r2d2::Pool<PostgresConnectionManager<MakeRustlsConnect>>;
 type Pooled = r2d2::PooledConnection<PostgresConnectionManager<MakeRustlsConnect>>;
 
-/// The pools of this process, by connection string; the schema is checked
-/// once per pool.
-fn pool(url: &str, ca: &Path) -> Result<Pool, Rejection> {
-    static POOLS: OnceLock<Mutex<HashMap<String, Pool>>> = OnceLock::new();
-    let mut pools = POOLS
-        .get_or_init(Default::default)
-        .lock()
-        .expect("pool map");
-    if let Some(pool) = pools.get(url) {
-        return Ok(pool.clone());
-    }
-    let config: postgres::Config = url.parse().map_err(|e| internal("queue.url", e))?;
+/// A pool of connections to `url`, with the schema created or migrated.
+pub fn pool(url: &str, ca: &Path) -> Result<Pool, QueueError> {
+    let config: postgres::Config = url.parse().map_err(|e| failed("queue.url", e))?;
     let pool = r2d2::Pool::builder()
         .max_size(16)
         .connection_timeout(std::time::Duration::from_secs(10))
         .build(PostgresConnectionManager::new(config, tls(ca)?))
-        .map_err(|e| internal("connect", e))?;
-    migrate(&mut *pool.get().map_err(|e| internal("connect", e))?)?;
-    pools.insert(url.to_owned(), pool.clone());
+        .map_err(|e| failed("connect", e))?;
+    migrate(&mut *pool.get().map_err(|e| failed("connect", e))?)?;
     Ok(pool)
 }
 
 /// rustls with the system's CAs plus those in `ca` (when set).
-fn tls(ca: &Path) -> Result<MakeRustlsConnect, Rejection> {
+fn tls(ca: &Path) -> Result<MakeRustlsConnect, QueueError> {
     let mut roots = rustls::RootCertStore::empty();
     // Unreadable system stores are skipped; `tls_ca` may be all there is.
     for cert in rustls_native_certs::load_native_certs().certs {
@@ -66,16 +57,16 @@ fn tls(ca: &Path) -> Result<MakeRustlsConnect, Rejection> {
     }
     if !ca.as_os_str().is_empty() {
         let what = format!("queue.tls_ca {}", ca.display());
-        for cert in CertificateDer::pem_file_iter(ca).map_err(|e| internal(&what, e))? {
+        for cert in CertificateDer::pem_file_iter(ca).map_err(|e| failed(&what, e))? {
             roots
-                .add(cert.map_err(|e| internal(&what, e))?)
-                .map_err(|e| internal(&what, e))?;
+                .add(cert.map_err(|e| failed(&what, e))?)
+                .map_err(|e| failed(&what, e))?;
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| internal("tls", e))?
+        .map_err(|e| failed("tls", e))?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(MakeRustlsConnect::new(config))
@@ -135,10 +126,9 @@ pub struct PostgresQueue {
 }
 
 impl PostgresQueue {
-    /// A connection from the pool (created, and the schema created or
-    /// migrated, on first use).
-    pub fn open(url: &str, ca: &Path, spool_dir: PathBuf) -> Result<PostgresQueue, Rejection> {
-        let client = pool(url, ca)?.get().map_err(|e| internal("connect", e))?;
+    /// A connection from `pool`.
+    pub fn connect(pool: &Pool, spool_dir: PathBuf) -> Result<PostgresQueue, QueueError> {
+        let client = pool.get().map_err(|e| failed("connect", e))?;
         Ok(PostgresQueue {
             client: RefCell::new(client),
             spool_dir,
@@ -159,37 +149,36 @@ impl Drop for PostgresQueue {
 }
 
 /// Creates or migrates the schema, one node at a time.
-fn migrate(client: &mut Client) -> Result<(), Rejection> {
-    let mut tx = client.transaction().map_err(|e| internal("schema", e))?;
+fn migrate(client: &mut Client) -> Result<(), QueueError> {
+    let mut tx = client.transaction().map_err(|e| failed("schema", e))?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-        .map_err(|e| internal("schema lock", e))?;
+        .map_err(|e| failed("schema lock", e))?;
     tx.batch_execute("CREATE TABLE IF NOT EXISTS smsdrop_schema (version integer NOT NULL)")
-        .map_err(|e| internal("schema", e))?;
+        .map_err(|e| failed("schema", e))?;
     let version: Option<i32> = tx
         .query_one("SELECT max(version) FROM smsdrop_schema", &[])
-        .map_err(|e| internal("schema", e))?
+        .map_err(|e| failed("schema", e))?
         .get(0);
     match version {
         Some(v) if v > SCHEMA_VERSION => {
-            return Err(internal(
+            return Err(failed(
                 "schema",
                 format!("database schema {v} is newer than this smsdrop ({SCHEMA_VERSION})"),
             ));
         }
         Some(v) if v == SCHEMA_VERSION => {}
         _ => {
-            tx.batch_execute(SCHEMA)
-                .map_err(|e| internal("schema", e))?;
+            tx.batch_execute(SCHEMA).map_err(|e| failed("schema", e))?;
             tx.execute("DELETE FROM smsdrop_schema", &[])
-                .map_err(|e| internal("schema", e))?;
+                .map_err(|e| failed("schema", e))?;
             tx.execute(
                 "INSERT INTO smsdrop_schema (version) VALUES ($1)",
                 &[&SCHEMA_VERSION],
             )
-            .map_err(|e| internal("schema", e))?;
+            .map_err(|e| failed("schema", e))?;
         }
     }
-    tx.commit().map_err(|e| internal("schema", e))
+    tx.commit().map_err(|e| failed("schema", e))
 }
 
 /// The advisory-lock key of an account: FNV-1a of the login, in a namespace
@@ -204,13 +193,13 @@ fn account_key(login: &str) -> i64 {
 }
 
 impl Queue for PostgresQueue {
-    fn lock_account(&mut self, account: &str) -> Result<bool, Rejection> {
+    fn lock_account(&mut self, account: &str) -> Result<bool, QueueError> {
         let key = account_key(account);
         let got: bool = self
             .client
             .get_mut()
             .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
-            .map_err(|e| internal("account lock", e))?
+            .map_err(|e| failed("account lock", e))?
             .get(0);
         if got {
             self.locked.push(key);
@@ -218,39 +207,39 @@ impl Queue for PostgresQueue {
         Ok(got)
     }
 
-    fn has_batch(&self, batch: &str) -> Result<bool, Rejection> {
+    fn has_batch(&self, batch: &BatchId) -> Result<bool, QueueError> {
         self.client
             .borrow_mut()
-            .query_opt("SELECT 1 FROM batches WHERE batch = $1", &[&batch])
+            .query_opt("SELECT 1 FROM batches WHERE batch = $1", &[&batch.as_str()])
             .map(|r| r.is_some())
-            .map_err(|e| internal("batch lookup", e))
+            .map_err(|e| failed("batch lookup", e))
     }
 
-    fn unfinished(&self, batch: &str) -> Result<Option<Summary>, Rejection> {
+    fn unfinished(&self, batch: &BatchId) -> Result<Option<Summary>, QueueError> {
         let row = self
             .client
             .borrow_mut()
             .query_opt(
                 "SELECT summary FROM batches WHERE batch = $1 AND finished_at IS NULL",
-                &[&batch],
+                &[&batch.as_str()],
             )
-            .map_err(|e| internal("batch lookup", e))?;
+            .map_err(|e| failed("batch lookup", e))?;
         row.map(|r| {
             let json: String = r.get(0);
-            serde_json::from_str(&json).map_err(|e| internal("stored summary", e))
+            serde_json::from_str(&json).map_err(|e| failed("stored summary", e))
         })
         .transpose()
     }
 
-    fn mark_finished(&self, batch: &str, at: &str) -> Result<(), Rejection> {
+    fn mark_finished(&self, batch: &BatchId, at: DateTime<Utc>) -> Result<(), QueueError> {
         self.client
             .borrow_mut()
             .execute(
                 "UPDATE batches SET finished_at = $2::text::timestamptz WHERE batch = $1",
-                &[&batch, &at],
+                &[&batch.as_str(), &rfc3339(at)],
             )
             .map(|_| ())
-            .map_err(|e| internal("finish", e))
+            .map_err(|e| failed("finish", e))
     }
 
     /// The rows are spooled while the archive is read and copied into the
@@ -260,7 +249,7 @@ impl Queue for PostgresQueue {
         &'q mut self,
         account: &str,
         process: &mut dyn FnMut(&mut dyn RowSink) -> Summary,
-    ) -> Result<Box<dyn StagedBatch + 'q>, Rejection> {
+    ) -> Result<Box<dyn StagedBatch + 'q>, QueueError> {
         let client: &'q mut Client = self.client.get_mut();
         let (summary, copied) = spool_pipelined(&self.spool_dir, process, move |tail| {
             let mut tx = client.transaction()?;
@@ -269,8 +258,8 @@ impl Queue for PostgresQueue {
         })?;
         let tx = match copied {
             Ok(tx) => tx,
-            Err(CopyFailed::Db(e)) => return Err(duplicate_or_internal(&summary, "copy", e)),
-            Err(CopyFailed::Io(e)) => return Err(internal("copy", e)),
+            Err(CopyFailed::Db(e)) => return Err(duplicate_or_failed(&summary, "copy", e)),
+            Err(CopyFailed::Io(e)) => return Err(failed("copy", e)),
         };
         Ok(Box::new(Staged {
             tx,
@@ -279,20 +268,20 @@ impl Queue for PostgresQueue {
         }))
     }
 
-    fn stats(&self) -> Result<Stats, Rejection> {
+    fn stats(&self) -> Result<Stats, QueueError> {
         let mut client = self.client.borrow_mut();
-        let count = |client: &mut Client, sql: &str| -> Result<i64, Rejection> {
+        let count = |client: &mut Client, sql: &str| -> Result<i64, QueueError> {
             client
                 .query_one(sql, &[])
                 .map(|r| r.get(0))
-                .map_err(|e| internal("stats", e))
+                .map_err(|e| failed("stats", e))
         };
         let by_status = client
             .query(
                 "SELECT status, count(*) FROM messages GROUP BY status ORDER BY status",
                 &[],
             )
-            .map_err(|e| internal("stats", e))?
+            .map_err(|e| failed("stats", e))?
             .into_iter()
             .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1)))
             .collect();
@@ -304,7 +293,7 @@ impl Queue for PostgresQueue {
                 ),
                 &[],
             )
-            .map_err(|e| internal("stats", e))?
+            .map_err(|e| failed("stats", e))?
             .get(0);
         Ok(Stats {
             batches: count(&mut client, "SELECT count(*) FROM batches")?,
@@ -314,19 +303,19 @@ impl Queue for PostgresQueue {
         })
     }
 
-    fn depth(&self) -> Result<i64, Rejection> {
+    fn depth(&self) -> Result<i64, QueueError> {
         self.client
             .borrow_mut()
             .query_one("SELECT count(*) FROM messages WHERE status = 'queued'", &[])
             .map(|r| r.get(0))
-            .map_err(|e| internal("depth", e))
+            .map_err(|e| failed("depth", e))
     }
 
     fn list(
         &self,
         batch: Option<&str>,
         each: &mut dyn FnMut(&QueuedMessage) -> std::io::Result<()>,
-    ) -> Result<(), Rejection> {
+    ) -> Result<(), QueueError> {
         let sql = format!(
             "SELECT m.message_id, m.line, m.phone, m.sender, m.text, m.encoding, m.segments,
                     to_char(m.send_at AT TIME ZONE 'UTC', {AS_TEXT}),
@@ -335,15 +324,15 @@ impl Queue for PostgresQueue {
               WHERE $1::text IS NULL OR m.batch = $1 ORDER BY b.seq, m.line"
         );
         let mut client = self.client.borrow_mut();
-        let mut tx = client.transaction().map_err(|e| internal("list", e))?;
+        let mut tx = client.transaction().map_err(|e| failed("list", e))?;
         // A portal, so that a big queue is read in pages, not all at once.
         let portal = tx
             .bind(sql.as_str(), &[&batch])
-            .map_err(|e| internal("list", e))?;
+            .map_err(|e| failed("list", e))?;
         loop {
             let rows = tx
                 .query_portal(&portal, 10_000)
-                .map_err(|e| internal("list", e))?;
+                .map_err(|e| failed("list", e))?;
             if rows.is_empty() {
                 break;
             }
@@ -361,7 +350,7 @@ impl Queue for PostgresQueue {
                     timezone: r.get(9),
                     status: r.get(10),
                 };
-                each(&m).map_err(|e| internal("output", e))?;
+                each(&m).map_err(|e| failed("output", e))?;
             }
         }
         Ok(())
@@ -381,7 +370,7 @@ impl StagedBatch for Staged<'_> {
         &self.summary
     }
 
-    fn commit(self: Box<Self>) -> Result<Summary, Rejection> {
+    fn commit(self: Box<Self>) -> Result<Summary, QueueError> {
         let Staged {
             tx,
             account,
@@ -391,7 +380,7 @@ impl StagedBatch for Staged<'_> {
             // Rejected as a whole: nothing is queued (dropping `tx` rolls back).
             return Ok(summary);
         };
-        let summary_json = serde_json::to_string(&summary).map_err(|e| internal("json", e))?;
+        let summary_json = serde_json::to_string(&summary).map_err(|e| failed("json", e))?;
         let format = summary.format.map_or("", Format::as_str);
         let (received, processed) = (rfc3339(summary.received_at), rfc3339(summary.processed_at));
         tx.execute(
@@ -411,10 +400,10 @@ impl StagedBatch for Staged<'_> {
                 &summary_json,
             ],
         )
-        .map_err(|e| duplicate_or_internal(&summary, "batch record", e))?;
+        .map_err(|e| duplicate_or_failed(&summary, "batch record", e))?;
         // Dropping `tx` on any error above rolls everything back.
         tx.commit()
-            .map_err(|e| duplicate_or_internal(&summary, "commit", e))?;
+            .map_err(|e| duplicate_or_failed(&summary, "commit", e))?;
         Ok(summary)
     }
 }
@@ -495,12 +484,11 @@ fn copy_rows(
 }
 
 /// A unique-key violation means another node committed the batch first.
-fn duplicate_or_internal(summary: &Summary, what: &str, e: postgres::Error) -> Rejection {
+fn duplicate_or_failed(summary: &Summary, what: &str, e: postgres::Error) -> QueueError {
     if e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION) {
-        return Rejection::new(
-            ErrorCode::DuplicateBatch,
-            format!("batch {} was already processed", summary.batch),
-        );
+        return QueueError::Duplicate {
+            batch: summary.batch.clone(),
+        };
     }
-    internal(what, e)
+    failed(what, e)
 }

@@ -14,15 +14,16 @@
 
 use std::path::Path;
 
+use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-use crate::intake::error::{ErrorCode, Rejection};
 use crate::intake::format::Format;
 
+use crate::intake::batch::BatchId;
 use crate::intake::message::schedule::rfc3339;
 use crate::intake::{RowSink, Summary};
-use crate::queue::spool::{Progress, Tail, changed, spool_pipelined};
-use crate::queue::{Queue, QueuedMessage, StagedBatch, Stats, internal};
+use crate::queue::rowfile::{Progress, Tail, changed, spool_pipelined};
+use crate::queue::{Queue, QueueError, QueuedMessage, StagedBatch, Stats, failed};
 use crate::writeback::Writeback;
 
 /// Version of the schema below (`PRAGMA user_version`).
@@ -101,6 +102,8 @@ const MAX_LINE: i64 = (1 << 32) - 1;
 pub struct SqliteQueue {
     conn: Connection,
     pipeline: Pipeline,
+    /// How fast this process inserts (shared by its connections).
+    rate: std::sync::Arc<InsertRate>,
     /// Where staged rows are spooled: the database's own folder, on disk (not
     /// a tmpfs /tmp, which would be memory).
     spool_dir: std::path::PathBuf,
@@ -123,76 +126,25 @@ fn spool_dir(db: &Path) -> std::path::PathBuf {
 }
 
 impl SqliteQueue {
-    /// Opens (creating when needed) the queue database and its schema.
-    pub fn open(path: &Path) -> Result<SqliteQueue, Rejection> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| internal(&dir.display().to_string(), e))?;
-        }
-        let mut conn = Connection::open(path).map_err(|e| internal("open", e))?;
-        // Before the first table exists (ignored afterwards): SQLite's biggest
-        // pages. A 1M-row archive is stored, committed and checkpointed ~20%
-        // faster than with 16 KiB (a quarter of the pages, WAL frames and
-        // B-tree splits for the same bytes); a consumer updating rows one at a
-        // time writes 64 KiB per touched page, so claim in bulk (docs/queue.md).
-        conn.pragma_update(None, "page_size", 65536)
-            .map_err(|e| internal("page_size", e))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| internal("WAL", e))?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(|e| internal("synchronous", e))?;
-        // Another archive may hold the write lock for as long as it takes to read
-        // (seconds per million rows): wait for it rather than fail the archive.
-        conn.busy_timeout(std::time::Duration::from_secs(300))
-            .map_err(|e| internal("busy_timeout", e))?;
-        // 8 MiB of page cache (the default is 2 MiB). A big archive spills
-        // dirty pages to the WAL before its commit whatever the size; measured
-        // on 1M rows, 4-8 MiB was the fastest (16 and 32 MiB were slower, and
-        // cost peak memory).
-        conn.pragma_update(None, "cache_size", -8192)
-            .map_err(|e| internal("cache_size", e))?;
-        // No checkpoint inside a commit: `tidy` runs it once the archive's
-        // results are out (a 1M-row batch's checkpoint takes 0.2–0.3 s).
-        conn.pragma_update(None, "wal_autocheckpoint", 0)
-            .map_err(|e| internal("wal_autocheckpoint", e))?;
-        // SQLite reuses its WAL file at the size of the biggest transaction so
-        // far (1.4 GB after a 5M-row archive, for good): the first commit after
-        // a complete checkpoint cuts it back to this.
-        conn.pragma_update(None, "journal_size_limit", WAL_KEPT_BYTES)
-            .map_err(|e| internal("journal_size_limit", e))?;
-        let version: i64 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(|e| internal("user_version", e))?;
-        if version > SCHEMA_VERSION {
-            return Err(internal(
-                "schema",
-                format!("database schema {version} is newer than this smsdrop ({SCHEMA_VERSION})"),
-            ));
-        }
-        // The poller opens the queue on every poll: write the schema (a write
-        // transaction) only when the database does not have it yet.
-        if version < SCHEMA_VERSION {
-            // One transaction: a crash mid-migration leaves version 1 intact.
-            let tx = conn.transaction().map_err(|e| internal("schema", e))?;
-            let migrate = |sql| {
-                tx.execute_batch(sql)
-                    .map_err(|e| internal(&format!("migration {version}→3"), e))
-            };
-            if version > 0 {
-                migrate(MIGRATE_TO_3)?;
-            }
-            tx.execute_batch(BATCHES)
-                .and_then(|()| tx.execute_batch(MESSAGES))
-                .map_err(|e| internal("schema", e))?;
-            if version > 0 {
-                migrate(MIGRATE_TO_3_COPY)?;
-            }
-            tx.pragma_update(None, "user_version", SCHEMA_VERSION)
-                .map_err(|e| internal("user_version", e))?;
-            tx.commit().map_err(|e| internal("schema", e))?;
-        }
+    /// Opens (creating when needed) the queue database and its schema, with
+    /// the default pipeline (tests, benchmarks; `serve` and `ingest` go through
+    /// [`crate::queue::Backend`]).
+    pub fn open(path: &Path) -> Result<SqliteQueue, QueueError> {
+        create_schema(path)?;
+        SqliteQueue::connect(path, Pipeline::Auto, Default::default())
+    }
+
+    /// A connection to a queue whose schema exists ([`create_schema`]).
+    pub fn connect(
+        path: &Path,
+        pipeline: Pipeline,
+        rate: std::sync::Arc<InsertRate>,
+    ) -> Result<SqliteQueue, QueueError> {
+        let conn = configured(path)?;
         Ok(SqliteQueue {
             conn,
-            pipeline: Pipeline::Auto,
+            pipeline,
+            rate,
             spool_dir: spool_dir(path),
             files: files(path),
         })
@@ -206,32 +158,107 @@ impl SqliteQueue {
 
     /// Opens an existing queue read-only (for `check` and `queue` commands);
     /// `None` when the file does not exist.
-    pub fn open_read_only(path: &Path) -> Result<Option<SqliteQueue>, Rejection> {
+    pub fn open_read_only(path: &Path) -> Result<Option<SqliteQueue>, QueueError> {
         if !path.exists() {
             return Ok(None);
         }
         let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .map_err(|e| internal("open", e))?;
+            .map_err(|e| failed("open", e))?;
         Ok(Some(SqliteQueue {
             conn,
             pipeline: Pipeline::Auto,
+            rate: Default::default(),
             spool_dir: spool_dir(path),
             files: files(path),
         }))
     }
 }
 
+/// A connection with the settings every use of the queue wants.
+fn configured(path: &Path) -> Result<Connection, QueueError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| failed(&dir.display().to_string(), e))?;
+    }
+    let conn = Connection::open(path).map_err(|e| failed("open", e))?;
+    // Before the first table exists (ignored afterwards): SQLite's biggest
+    // pages. A 1M-row archive is stored, committed and checkpointed ~20%
+    // faster than with 16 KiB (a quarter of the pages, WAL frames and
+    // B-tree splits for the same bytes); a consumer updating rows one at a
+    // time writes 64 KiB per touched page, so claim in bulk (docs/queue.md).
+    conn.pragma_update(None, "page_size", 65536)
+        .map_err(|e| failed("page_size", e))?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(|e| failed("WAL", e))?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(|e| failed("synchronous", e))?;
+    // Another archive may hold the write lock for as long as it takes to read
+    // (seconds per million rows): wait for it rather than fail the archive.
+    conn.busy_timeout(std::time::Duration::from_secs(300))
+        .map_err(|e| failed("busy_timeout", e))?;
+    // 8 MiB of page cache (the default is 2 MiB). A big archive spills
+    // dirty pages to the WAL before its commit whatever the size; measured
+    // on 1M rows, 4-8 MiB was the fastest (16 and 32 MiB were slower, and
+    // cost peak memory).
+    conn.pragma_update(None, "cache_size", -8192)
+        .map_err(|e| failed("cache_size", e))?;
+    // No checkpoint inside a commit: `tidy` runs it once the archive's
+    // results are out (a 1M-row batch's checkpoint takes 0.2–0.3 s).
+    conn.pragma_update(None, "wal_autocheckpoint", 0)
+        .map_err(|e| failed("wal_autocheckpoint", e))?;
+    // SQLite reuses its WAL file at the size of the biggest transaction so
+    // far (1.4 GB after a 5M-row archive, for good): the first commit after
+    // a complete checkpoint cuts it back to this.
+    conn.pragma_update(None, "journal_size_limit", WAL_KEPT_BYTES)
+        .map_err(|e| failed("journal_size_limit", e))?;
+    Ok(conn)
+}
+
+/// Creates or migrates the schema (once, at start-up: a write transaction).
+pub fn create_schema(path: &Path) -> Result<(), QueueError> {
+    let mut conn = configured(path)?;
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(|e| failed("user_version", e))?;
+    if version > SCHEMA_VERSION {
+        return Err(failed(
+            "schema",
+            format!("database schema {version} is newer than this smsdrop ({SCHEMA_VERSION})"),
+        ));
+    }
+    if version < SCHEMA_VERSION {
+        // One transaction: a crash mid-migration leaves version 1 intact.
+        let tx = conn.transaction().map_err(|e| failed("schema", e))?;
+        let migrate = |sql| {
+            tx.execute_batch(sql)
+                .map_err(|e| failed(&format!("migration {version}→3"), e))
+        };
+        if version > 0 {
+            migrate(MIGRATE_TO_3)?;
+        }
+        tx.execute_batch(BATCHES)
+            .and_then(|()| tx.execute_batch(MESSAGES))
+            .map_err(|e| failed("schema", e))?;
+        if version > 0 {
+            migrate(MIGRATE_TO_3_COPY)?;
+        }
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(|e| failed("user_version", e))?;
+        tx.commit().map_err(|e| failed("schema", e))?;
+    }
+    Ok(())
+}
+
 impl Queue for SqliteQueue {
-    fn has_batch(&self, batch: &str) -> Result<bool, Rejection> {
+    fn has_batch(&self, batch: &BatchId) -> Result<bool, QueueError> {
         self.conn
             .query_row(
                 "SELECT 1 FROM batches WHERE batch = ?1",
-                [batch],
+                [batch.as_str()],
                 |_| Ok(()),
             )
             .optional()
             .map(|found| found.is_some())
-            .map_err(|e| internal("batch lookup", e))
+            .map_err(|e| failed("batch lookup", e))
     }
 
     /// Runs `process` with a sink that spools accepted rows to an unnamed file
@@ -251,18 +278,18 @@ impl Queue for SqliteQueue {
         &'q mut self,
         account: &str,
         process: &mut dyn FnMut(&mut dyn RowSink) -> Summary,
-    ) -> Result<Box<dyn StagedBatch + 'q>, Rejection> {
-        let pipeline = self.pipeline;
+    ) -> Result<Box<dyn StagedBatch + 'q>, QueueError> {
+        let (pipeline, rate) = (self.pipeline, self.rate.clone());
         // The WAL is written back as it grows, until the commit's fsync.
         let writeback = Writeback::start(self.files.to_vec());
         let conn = &mut self.conn;
         // The connection goes to the inserting thread and comes back with the
         // transaction open (or not).
         let (summary, (conn, inserted)) = spool_pipelined(&self.spool_dir, process, move |tail| {
-            let inserted = insert_while_read(conn, tail, pipeline, account);
+            let inserted = insert_while_read(conn, tail, pipeline, &rate, account);
             (conn, inserted)
         })?;
-        let seq = inserted.map_err(|e| duplicate_or_internal(&summary, "messages", e))?;
+        let seq = inserted.map_err(|e| duplicate_or_failed(&summary, "messages", e))?;
         Ok(Box::new(Staged {
             tx: OpenTx {
                 conn,
@@ -277,29 +304,29 @@ impl Queue for SqliteQueue {
 
     /// The stored summary of a batch that is committed but whose results were
     /// not published yet (a crash between the two), if there is one.
-    fn unfinished(&self, batch: &str) -> Result<Option<Summary>, Rejection> {
+    fn unfinished(&self, batch: &BatchId) -> Result<Option<Summary>, QueueError> {
         let json: Option<String> = self
             .conn
             .query_row(
                 "SELECT summary FROM batches WHERE batch = ?1 AND finished_at IS NULL",
-                [batch],
+                [batch.as_str()],
                 |r| r.get(0),
             )
             .optional()
-            .map_err(|e| internal("batch lookup", e))?;
-        json.map(|j| serde_json::from_str(&j).map_err(|e| internal("stored summary", e)))
+            .map_err(|e| failed("batch lookup", e))?;
+        json.map(|j| serde_json::from_str(&j).map_err(|e| failed("stored summary", e)))
             .transpose()
     }
 
     /// Records that a batch's results are published and its archive put away.
-    fn mark_finished(&self, batch: &str, at: &str) -> Result<(), Rejection> {
+    fn mark_finished(&self, batch: &BatchId, at: DateTime<Utc>) -> Result<(), QueueError> {
         self.conn
             .execute(
                 "UPDATE batches SET finished_at = ?2 WHERE batch = ?1",
-                params![batch, at],
+                params![batch.as_str(), rfc3339(at)],
             )
             .map(|_| ())
-            .map_err(|e| internal("finish", e))
+            .map_err(|e| failed("finish", e))
     }
 
     fn tidy(&self) {
@@ -315,7 +342,7 @@ impl Queue for SqliteQueue {
     }
 
     /// Counts of messages by status and of batches.
-    fn depth(&self) -> Result<i64, Rejection> {
+    fn depth(&self) -> Result<i64, QueueError> {
         // Answered from the partial messages_due index (queued rows only).
         self.conn
             .query_row(
@@ -323,25 +350,25 @@ impl Queue for SqliteQueue {
                 [],
                 |r| r.get(0),
             )
-            .map_err(|e| internal("depth", e))
+            .map_err(|e| failed("depth", e))
     }
 
-    fn stats(&self) -> Result<Stats, Rejection> {
-        let q = |sql: &str| -> Result<i64, Rejection> {
+    fn stats(&self) -> Result<Stats, QueueError> {
+        let q = |sql: &str| -> Result<i64, QueueError> {
             self.conn
                 .query_row(sql, [], |r| r.get(0))
-                .map_err(|e| internal("stats", e))
+                .map_err(|e| failed("stats", e))
         };
         let mut by_status = Vec::new();
         let mut stmt = self
             .conn
             .prepare("SELECT status, COUNT(*) FROM messages GROUP BY status ORDER BY status")
-            .map_err(|e| internal("stats", e))?;
+            .map_err(|e| failed("stats", e))?;
         let rows = stmt
             .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-            .map_err(|e| internal("stats", e))?;
+            .map_err(|e| failed("stats", e))?;
         for row in rows {
-            by_status.push(row.map_err(|e| internal("stats", e))?);
+            by_status.push(row.map_err(|e| failed("stats", e))?);
         }
         Ok(Stats {
             batches: q("SELECT COUNT(*) FROM batches")?,
@@ -354,7 +381,7 @@ impl Queue for SqliteQueue {
                     [],
                     |r| r.get(0),
                 )
-                .map_err(|e| internal("stats", e))?,
+                .map_err(|e| failed("stats", e))?,
         })
     }
 
@@ -363,7 +390,7 @@ impl Queue for SqliteQueue {
         &self,
         batch: Option<&str>,
         each: &mut dyn FnMut(&QueuedMessage) -> std::io::Result<()>,
-    ) -> Result<(), Rejection> {
+    ) -> Result<(), QueueError> {
         // A batch's messages are one range of `id`.
         let sql = "SELECT message_id, line, phone, sender, text, encoding, segments, send_at,
                    expires_at, timezone, status FROM messages
@@ -377,17 +404,17 @@ impl Queue for SqliteQueue {
                         r.get(0)
                     })
                     .optional()
-                    .map_err(|e| internal("list", e))?;
+                    .map_err(|e| failed("list", e))?;
                 match seq {
                     Some(seq) => (seq << 32, seq << 32 | MAX_LINE),
                     None => return Ok(()),
                 }
             }
         };
-        let mut stmt = self.conn.prepare(sql).map_err(|e| internal("list", e))?;
-        let mut rows = stmt.query([low, high]).map_err(|e| internal("list", e))?;
-        while let Some(r) = rows.next().map_err(|e| internal("list", e))? {
-            let get = |e| internal("list", e);
+        let mut stmt = self.conn.prepare(sql).map_err(|e| failed("list", e))?;
+        let mut rows = stmt.query([low, high]).map_err(|e| failed("list", e))?;
+        while let Some(r) = rows.next().map_err(|e| failed("list", e))? {
+            let get = |e| failed("list", e);
             let m = QueuedMessage {
                 message_id: r.get(0).map_err(get)?,
                 line: r.get(1).map_err(get)?,
@@ -401,7 +428,7 @@ impl Queue for SqliteQueue {
                 timezone: r.get(9).map_err(get)?,
                 status: r.get(10).map_err(get)?,
             };
-            each(&m).map_err(|e| internal("output", e))?;
+            each(&m).map_err(|e| failed("output", e))?;
         }
         Ok(())
     }
@@ -445,7 +472,7 @@ impl StagedBatch for Staged<'_> {
         &self.summary
     }
 
-    fn commit(self: Box<Self>) -> Result<Summary, Rejection> {
+    fn commit(self: Box<Self>) -> Result<Summary, QueueError> {
         let Staged {
             mut tx,
             account,
@@ -456,7 +483,7 @@ impl StagedBatch for Staged<'_> {
             // Rejected as a whole: nothing is queued (dropping `tx` rolls back).
             return Ok(summary);
         }
-        let summary_json = serde_json::to_string(&summary).map_err(|e| internal("json", e))?;
+        let summary_json = serde_json::to_string(&summary).map_err(|e| failed("json", e))?;
         let format = summary.format.map_or("", Format::as_str);
         tx.conn
             .execute(
@@ -477,9 +504,9 @@ impl StagedBatch for Staged<'_> {
                     tx.seq,
                 ],
             )
-            .map_err(|e| duplicate_or_internal(&summary, "batch record", e))?;
+            .map_err(|e| duplicate_or_failed(&summary, "batch record", e))?;
         // Dropping `tx` on any error above rolls everything back.
-        tx.end("COMMIT").map_err(|e| internal("commit", e))?;
+        tx.end("COMMIT").map_err(|e| failed("commit", e))?;
         Ok(summary)
     }
 }
@@ -491,9 +518,10 @@ fn insert_while_read(
     conn: &mut Connection,
     tail: &mut Tail,
     pipeline: Pipeline,
+    rate: &InsertRate,
     account: &str,
 ) -> rusqlite::Result<Option<i64>> {
-    let p = tail.wait_until(|p| pipeline.start_now(p));
+    let p = tail.wait_until(|p| pipeline.start_now(p, rate));
     if p.void {
         return Ok(None);
     }
@@ -507,7 +535,7 @@ fn insert_while_read(
     });
     match inserted {
         Ok(seq) if !tail.void() => {
-            learn_insert_rate(tail.rows(), started.elapsed());
+            rate.learn(tail.rows(), started.elapsed());
             Ok(Some(seq))
         }
         Ok(_) => conn.execute_batch("ROLLBACK").map(|()| None),
@@ -703,57 +731,63 @@ pub enum Pipeline {
 /// Rows read (after the first few) before the reading speed is judged.
 const JUDGE_AFTER_ROWS: u64 = 20_000;
 
-/// Rows per second this process inserts, learnt from its commits (f64 bits);
+/// Rows per second a back-end inserts, learnt from its commits (f64 bits);
 /// until the first, a rate well below a release build's on a small machine.
-static INSERT_RATE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+#[derive(Debug, Default)]
+pub struct InsertRate(std::sync::atomic::AtomicU64);
+
 const FIRST_INSERT_RATE: f64 = 300_000.0;
 
-fn insert_rate() -> f64 {
-    match INSERT_RATE.load(std::sync::atomic::Ordering::Relaxed) {
-        0 => FIRST_INSERT_RATE,
-        bits => f64::from_bits(bits),
+impl InsertRate {
+    fn get(&self) -> f64 {
+        match self.0.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => FIRST_INSERT_RATE,
+            bits => f64::from_bits(bits),
+        }
     }
-}
 
-/// Only big archives teach the rate: a few rows cost mostly the statement's
-/// setup. Waiting for the reader counts as inserting time, which errs towards
-/// spooling first.
-fn learn_insert_rate(rows: u64, took: std::time::Duration) {
-    if rows >= JUDGE_AFTER_ROWS {
-        let rate = rows as f64 / took.as_secs_f64().max(1e-3);
-        INSERT_RATE.store(rate.to_bits(), std::sync::atomic::Ordering::Relaxed);
+    /// Only big archives teach the rate: a few rows cost mostly the
+    /// statement's setup. Waiting for the reader counts as inserting time,
+    /// which errs towards spooling first.
+    fn learn(&self, rows: u64, took: std::time::Duration) {
+        if rows >= JUDGE_AFTER_ROWS {
+            let rate = rows as f64 / took.as_secs_f64().max(1e-3);
+            self.0
+                .store(rate.to_bits(), std::sync::atomic::Ordering::Relaxed);
+        }
     }
 }
 
 impl Pipeline {
-    fn start_now(self, p: &Progress) -> bool {
+    fn start_now(self, p: &Progress, rate: &InsertRate) -> bool {
         match self {
             Pipeline::Always => true,
             Pipeline::Never => false,
-            Pipeline::Auto => p.rows_since_first() >= JUDGE_AFTER_ROWS && p.rate() >= insert_rate(),
+            Pipeline::Auto => p.rows_since_first() >= JUDGE_AFTER_ROWS && p.rate() >= rate.get(),
         }
     }
 }
 
 /// A unique-key violation means another process committed the batch first.
-fn duplicate_or_internal(summary: &Summary, what: &str, e: rusqlite::Error) -> Rejection {
+fn duplicate_or_failed(summary: &Summary, what: &str, e: rusqlite::Error) -> QueueError {
     if let rusqlite::Error::SqliteFailure(f, _) = &e
         && f.code == rusqlite::ErrorCode::ConstraintViolation
     {
-        return Rejection::new(
-            ErrorCode::DuplicateBatch,
-            format!("batch {} was already processed", summary.batch),
-        );
+        return QueueError::Duplicate {
+            batch: summary.batch.clone(),
+        };
     }
-    internal(what, e)
+    failed(what, e)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::intake::message::segments::SmsEncoding;
-    use crate::intake::message::{Message, RowOutcome, phone::Msisdn, sender::Sender};
     use crate::intake::Status;
+    use crate::intake::error::{ErrorCode, Rejection};
+    use crate::intake::message::segments::SmsEncoding;
+    use crate::intake::message::{Message, RowOutcome, sender::Sender};
+    use crate::intake::phone::Msisdn;
 
     const BATCH: &str = "g_20261123070000";
 
@@ -1039,7 +1073,7 @@ mod tests {
         staged.commit().unwrap();
         assert!(inserting, "rows were going in before the error");
         assert_eq!(count(&queue), 0);
-        assert!(!queue.has_batch(BATCH).unwrap());
+        assert!(!queue.has_batch(&BatchId::new(BATCH)).unwrap());
         queue
             .stage("g", &mut |sink| {
                 emit(sink, 3);
@@ -1082,7 +1116,7 @@ mod tests {
         let Err(e) = result else {
             panic!("staged a duplicate");
         };
-        assert_eq!(e.code, ErrorCode::DuplicateBatch);
+        assert!(matches!(e, QueueError::Duplicate { .. }), "{e}");
         assert!(rows_taken < 199_998, "reading stopped early");
         assert_eq!(count(&first), 10);
     }

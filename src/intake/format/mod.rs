@@ -3,17 +3,18 @@
 //! [`template`] reads template.csv once (whole-archive errors) and then streams
 //! contacts.csv; [`plain`] streams the single file of the template-less format.
 //! Both hand every data row to the [`crate::intake::message::Builder`] and pass its outcome
-//! to the caller's [`crate::intake::RowSink`] as soon as it is known.
+//! to the caller's [`crate::intake::row::RowSink`] as soon as it is known.
 
 pub mod plain;
 pub mod template;
 
 use serde::Serialize;
 
-use crate::intake::archive::{Archive, EntryRef, LimitedEntry, rejection_from_io};
+use crate::intake::archive::{Archive, EntryRef, LimitedEntry};
 use crate::intake::csv::{Record, Records};
+use crate::intake::error::rejection_from_io;
 use crate::intake::error::{ErrorCode, Rejection};
-use crate::intake::Context;
+use crate::intake::row::Context;
 use crate::intake::text::DecodedText;
 
 /// The records of a CSV entry after its header.

@@ -7,12 +7,13 @@
 //! known, those extra fields are joined back with `;`, and columns after the text
 //! shift by the same count.
 
-use crate::intake::archive::{Archive, EntryRef, rejection_from_io};
+use crate::intake::archive::{Archive, EntryRef};
 use crate::intake::csv::Record;
+use crate::intake::error::rejection_from_io;
 use crate::intake::error::{ErrorCode, Rejection};
 use crate::intake::format::{Header, open_csv};
 use crate::intake::message::{Builder, RowInput};
-use crate::intake::{Context, RowSink, Tally};
+use crate::intake::row::{Context, RowSink, Tally};
 
 /// Column positions of the phone and the text, as the header gives them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,7 +5,6 @@
 //! schedule (`EXPIRED`). A bad row is data, not an error: it becomes a
 //! [`RowOutcome::Rejected`] and the archive goes on.
 
-pub mod phone;
 pub mod schedule;
 pub mod segments;
 pub mod sender;
@@ -15,10 +14,10 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use chrono_tz::Tz;
 use std::sync::Arc;
 
-use crate::config::AccountConfig;
+use crate::intake::account::Account;
 use crate::intake::error::{ErrorCode, Rejection, shown};
+use crate::intake::phone::Msisdn;
 use crate::intake::zone::{Fallback, ZoneResolver};
-use phone::Msisdn;
 use schedule::{Schedule, local_to_utc, parse_senddate, rfc3339};
 use segments::SmsEncoding;
 use sender::Sender;
@@ -104,7 +103,7 @@ pub struct RowInput<'a> {
 /// Settings shared by every row of one archive.
 pub struct Builder<'a> {
     pub batch: Arc<str>,
-    pub account: &'a AccountConfig,
+    pub account: &'a Account,
     pub zones: &'a dyn ZoneResolver,
     pub now: DateTime<Utc>,
     pub sender: Sender,

@@ -12,7 +12,7 @@ pub mod russia;
 use chrono_tz::Tz;
 use serde::Serialize;
 
-use crate::intake::message::phone::Msisdn;
+use crate::intake::phone::Msisdn;
 use russia::Registry;
 
 /// Why a number's own zone could not be used.

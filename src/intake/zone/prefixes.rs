@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 use chrono_tz::Tz;
 use phonenumber::Type;
 
-use crate::intake::message::phone::Msisdn;
+use crate::intake::phone::Msisdn;
 use crate::intake::zone::Fallback;
 
 const TABLE: &str = include_str!("prefix_zones.tsv");

@@ -319,7 +319,9 @@ impl Registry {
         // Record errors (an overlong record) carry their own line in the message.
         let io = |e| RegistryError::Read {
             path: path.to_owned(),
-            source: std::io::Error::other(crate::intake::archive::rejection_from_io(e, &name).message),
+            source: std::io::Error::other(
+                crate::intake::error::rejection_from_io(e, &name).message,
+            ),
         };
         let header: Vec<String> =
             match records.next_record().map_err(io)? {

@@ -8,11 +8,11 @@ use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
-use crate::intake::error::Rejection;
+use crate::intake::RowSink;
+use crate::intake::error::{ErrorCode, Rejection};
 use crate::intake::message::schedule::TimeText;
 use crate::intake::message::{Message, RowOutcome};
-use crate::intake::RowSink;
-use crate::queue::internal;
+use crate::queue::{QueueError, failed};
 
 /// Rows are handed to the file (and to a [`Tail`]) in chunks of this size.
 const CHUNK: usize = 256 << 10;
@@ -132,13 +132,17 @@ impl RowSink for Spool {
             self.rows += 1;
             if self.buf.len() >= CHUNK {
                 if let Err(e) = self.flush() {
-                    let rejection = internal("spool", &e);
+                    let rejection =
+                        Rejection::new(ErrorCode::InternalError, format!("queue: spool: {e}"));
                     self.failed = Some(e);
                     return Err(rejection);
                 }
                 // The reader of the tail failed: stop reading the archive.
                 if self.shared.progress().stopped {
-                    return Err(internal("spool", "the queue stopped taking rows"));
+                    return Err(Rejection::new(
+                        ErrorCode::InternalError,
+                        "queue: the queue stopped taking rows",
+                    ));
                 }
             }
         }
@@ -148,10 +152,10 @@ impl RowSink for Spool {
 
 /// An unnamed file in `dir` (created when missing: the state folder of a
 /// PostgreSQL node need not exist before its first archive).
-fn spool_file(dir: &std::path::Path) -> Result<std::fs::File, Rejection> {
+fn spool_file(dir: &std::path::Path) -> Result<std::fs::File, QueueError> {
     std::fs::create_dir_all(dir)
         .and_then(|()| tempfile::tempfile_in(dir))
-        .map_err(|e| internal(&format!("spool in {}", dir.display()), e))
+        .map_err(|e| failed(&format!("spool in {}", dir.display()), e))
 }
 
 /// What the writer of a spool has told its tail so far.
@@ -335,9 +339,9 @@ pub fn spool_pipelined<T: Send>(
     dir: &std::path::Path,
     process: &mut dyn FnMut(&mut dyn RowSink) -> crate::intake::Summary,
     consume: impl FnOnce(&mut Tail) -> T + Send,
-) -> Result<(crate::intake::Summary, T), Rejection> {
+) -> Result<(crate::intake::Summary, T), QueueError> {
     let file = spool_file(dir)?;
-    let read_end = file.try_clone().map_err(|e| internal("spool", e))?;
+    let read_end = file.try_clone().map_err(|e| failed("spool", e))?;
     let shared = Arc::new(Shared {
         started: std::time::Instant::now(),
         bytes: AtomicU64::new(0),
@@ -371,7 +375,7 @@ pub fn spool_pipelined<T: Send>(
                 tail.shared.update(|p| p.stopped = true);
                 out
             })
-            .map_err(|e| internal("queue thread", e))?;
+            .map_err(|e| failed("queue thread", e))?;
         // Should `process` panic, the rows turn void on the way out, so that
         // the consumer ends and the scope can unwind instead of waiting on it.
         let mut ending = Ending {
@@ -385,14 +389,14 @@ pub fn spool_pipelined<T: Send>(
         drop(ending);
         let out = consumer
             .join()
-            .map_err(|_| internal("queue thread", "panicked"))?;
+            .map_err(|_| failed("queue thread", "panicked"))?;
         tracing::debug!(
             read_secs,
             stored_secs = shared.started.elapsed().as_secs_f64(),
             rows = shared.progress().rows,
             "rows staged"
         );
-        finished.map_err(|e| internal("spool", e))?;
+        finished.map_err(|e| failed("spool", e))?;
         Ok((summary, out))
     })
 }
@@ -575,7 +579,8 @@ impl<R: Read> SpoolReader<R> {
 mod tests {
     use super::*;
     use crate::intake::message::segments::SmsEncoding;
-    use crate::intake::message::{phone::Msisdn, sender::Sender};
+    use crate::intake::message::sender::Sender;
+    use crate::intake::phone::Msisdn;
     use crate::intake::{Status, Summary};
     use chrono::{TimeZone, Utc};
 
