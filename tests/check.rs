@@ -766,6 +766,48 @@ fn config_check_prints_the_configuration_or_names_the_key() {
     let out = smsdrop(&["config", "check", "--config", bad.to_str().unwrap()]);
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("ftp.tls.cert"), "{}", out.stderr);
+    // What `serve` would refuse or misuse is refused here too.
+    for (extra, key) in [
+        (
+            "[queue]\nbackend = \"postgres\"\nurl = \"host=db port=notaport\"",
+            "queue.url",
+        ),
+        (
+            "[ftp]\npassive_host = \"no-such-host.invalid\"",
+            "ftp.passive_host",
+        ),
+    ] {
+        let env = Env::new();
+        let bad = env.config(extra, "");
+        let out = smsdrop(&["config", "check", "--config", bad.to_str().unwrap()]);
+        assert_eq!(out.code, 2, "{extra}: {}", out.stdout);
+        assert!(out.stderr.contains(key), "{}", out.stderr);
+    }
+    // And everything it would run with is printed, the password redacted.
+    let env = Env::new();
+    let good = env.config(
+        "[ftp]\npassive_host = \"127.0.0.1\"\nsync_uploads = false\n\
+         [queue]\nbackend = \"postgres\"\nurl = \"host=db user=s password=hunter2\"\n\
+         tls_ca = \"\"",
+        "",
+    );
+    let out = smsdrop(&["config", "check", "--config", good.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    for shown in [
+        "127.0.0.1",
+        "sync_uploads = false",
+        "host=db user=s password=<redacted>",
+    ] {
+        assert!(out.stdout.contains(shown), "{shown}: {}", out.stdout);
+    }
+    assert!(!out.stdout.contains("hunter2"), "{}", out.stdout);
+    let out = smsdrop(&["config", "check"]);
+    assert!(
+        out.stdout
+            .contains("rows enter while the archive is read: Auto"),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]

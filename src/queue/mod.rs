@@ -86,7 +86,7 @@ pub enum Kind {
 }
 
 /// The `[queue]` section of the configuration (SPEC §11).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     pub backend: Kind,

@@ -4,22 +4,30 @@
 //! Unknown keys are errors (`deny_unknown_fields`); so are bad values, which are
 //! reported with the key's full path (`accounts[0].timezone`). Relative paths stay
 //! relative to the working directory, as SPEC §11 says.
+//!
+//! - this module: the validated [`Config`], its sections and [`AccountConfig`];
+//! - `validate`: the file as written (serde) → [`Config`], every check up front;
+//! - [`describe`]: what `smsdrop config check` prints;
+//! - [`Live`]: the configuration a running server works with, and what a
+//!   reload (SIGHUP) applies.
 
-use chrono_tz::Tz;
-use encoding_rs::Encoding;
 use ipnet::IpNet;
 use serde::Deserialize;
-use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use crate::intake::account::{Account, Limits as IntakeLimits};
-use crate::intake::message::sender::Sender;
+
+mod describe;
+mod live;
+mod validate;
+
 pub use crate::queue::{Kind as QueueBackend, Settings as QueueConfig};
+pub use describe::describe;
+pub use live::Live;
 
 /// The development configuration shipped in `config/smsdrop.toml`, embedded so that
 /// the binary runs with no `--config` at all.
-pub const EMBEDDED_DEFAULT: &str = include_str!("../config/smsdrop.toml");
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../config/smsdrop.toml");
 
 /// A configuration error; the message names the key (or the TOML position).
 #[derive(Debug, thiserror::Error)]
@@ -52,28 +60,7 @@ pub struct Config {
     pub accounts: Vec<AccountConfig>,
 }
 
-/// The file as written; `accounts` are validated into [`AccountConfig`]s.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    #[serde(default)]
-    pub ftp: FtpConfig,
-    #[serde(default)]
-    pub spool: SpoolConfig,
-    #[serde(default)]
-    pub poller: PollerConfig,
-    #[serde(default)]
-    pub limits: Limits,
-    #[serde(default)]
-    pub numbering: NumberingConfig,
-    #[serde(default)]
-    pub queue: QueueConfig,
-    #[serde(default)]
-    pub http: HttpConfig,
-    accounts: Vec<RawAccount>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FtpConfig {
     /// Control-channel address.
@@ -121,7 +108,7 @@ impl Default for FtpConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     pub cert: PathBuf,
@@ -131,7 +118,7 @@ pub struct TlsConfig {
     pub require: bool,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LoginGuardConfig {
     pub max_failures: u32,
@@ -149,7 +136,7 @@ impl Default for LoginGuardConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SpoolConfig {
     /// Account homes are `<dir>/<login>/`.
@@ -194,7 +181,7 @@ impl Default for SpoolConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PollerConfig {
     pub interval_secs: u64,
@@ -212,7 +199,7 @@ impl Default for PollerConfig {
 }
 
 /// Bounds that keep a hostile archive from exhausting memory, disk or time.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Size of the uploaded zip file itself.
@@ -256,14 +243,14 @@ impl Default for Limits {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NumberingConfig {
     /// Russian numbering-plan registry CSV files.
     pub registry_files: Vec<PathBuf>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     /// `/metrics` and `/healthz`.
@@ -276,38 +263,6 @@ impl Default for HttpConfig {
             listen: "127.0.0.1:9090".into(),
         }
     }
-}
-
-/// One `[[accounts]]` entry as written in the file.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawAccount {
-    login: String,
-    password_hash: String,
-    #[serde(default)]
-    senders: Vec<String>,
-    default_sender: Option<String>,
-    #[serde(default = "default_timezone")]
-    timezone: String,
-    #[serde(default = "default_encoding")]
-    encoding: String,
-    #[serde(default = "default_validity")]
-    default_validity_minutes: i64,
-    #[serde(default)]
-    allowed_ips: Vec<String>,
-    #[serde(default)]
-    require_tls: bool,
-    max_account_bytes: Option<u64>,
-}
-
-fn default_timezone() -> String {
-    "Europe/Moscow".into()
-}
-fn default_encoding() -> String {
-    "utf-8".into()
-}
-fn default_validity() -> i64 {
-    1440
 }
 
 /// A validated account.
@@ -364,7 +319,7 @@ impl Config {
 
     /// Parses and validates TOML text; `origin` names it in error messages.
     pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+        let raw: validate::RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
             origin: origin.to_owned(),
             message: e.to_string().trim_end().replace('\n', " | "),
         })?;
@@ -378,388 +333,6 @@ impl Config {
     pub fn account(&self, login: &str) -> Option<&AccountConfig> {
         self.accounts.iter().find(|a| a.login == login)
     }
-
-    /// This configuration with the accounts of `newer` (what SIGHUP applies),
-    /// and whether `newer` also changes something that needs a restart.
-    pub fn with_accounts_of(&self, newer: &Config) -> (Config, bool) {
-        let mut merged = self.clone();
-        merged.accounts = newer.accounts.clone();
-        // Debug covers every field (hashes redacted, and the accounts are the
-        // same on both sides), so it tells whether anything else differs.
-        let restart_needed = format!("{merged:?}") != format!("{newer:?}");
-        (merged, restart_needed)
-    }
-}
-
-/// The configuration a running server works with, replaced whole on reload
-/// so that every reader sees one consistent snapshot.
-#[derive(Debug)]
-pub struct Live(std::sync::RwLock<std::sync::Arc<Config>>);
-
-impl Live {
-    pub fn new(config: std::sync::Arc<Config>) -> Live {
-        Live(std::sync::RwLock::new(config))
-    }
-
-    pub fn get(&self) -> std::sync::Arc<Config> {
-        self.0.read().expect("config lock").clone()
-    }
-
-    pub fn set(&self, config: std::sync::Arc<Config>) {
-        *self.0.write().expect("config lock") = config;
-    }
-}
-
-impl RawConfig {
-    fn validate(self) -> Result<Config, (String, String)> {
-        fn bad<T>(key: &str, message: impl Into<String>) -> Result<T, (String, String)> {
-            Err((key.to_owned(), message.into()))
-        }
-        if self.ftp.listen.parse::<SocketAddr>().is_err() {
-            return bad(
-                "ftp.listen",
-                format!("{:?} is not an address:port", self.ftp.listen),
-            );
-        }
-        let [lo, hi] = self.ftp.passive_ports;
-        if lo == 0 || lo > hi {
-            return bad(
-                "ftp.passive_ports",
-                format!("[{lo}, {hi}] is not a range of ports (low ≤ high, both > 0)"),
-            );
-        }
-        if let Some(tls) = &self.ftp.tls {
-            for (key, path) in [("ftp.tls.cert", &tls.cert), ("ftp.tls.key", &tls.key)] {
-                if !path.is_file() {
-                    return bad(key, format!("{} is not a readable file", path.display()));
-                }
-            }
-        }
-        if self.ftp.idle_timeout_secs == 0 {
-            return bad("ftp.idle_timeout_secs", "must be positive");
-        }
-        if self.ftp.login_timeout_secs == 0 {
-            return bad("ftp.login_timeout_secs", "must be positive");
-        }
-        if self.ftp.max_unauthenticated_per_ip == 0 {
-            return bad("ftp.max_unauthenticated_per_ip", "must be positive");
-        }
-        if self.ftp.max_sessions == 0 {
-            return bad("ftp.max_sessions", "must be positive");
-        }
-        if self.ftp.max_sessions_per_ip == 0 || self.ftp.max_sessions_per_ip > self.ftp.max_sessions
-        {
-            return bad(
-                "ftp.max_sessions_per_ip",
-                "must be positive and at most ftp.max_sessions",
-            );
-        }
-        let guard = &self.ftp.login_guard;
-        if guard.max_failures == 0 || guard.window_secs == 0 {
-            return bad(
-                "ftp.login_guard",
-                "max_failures and window_secs must be positive",
-            );
-        }
-        if self.poller.interval_secs == 0 {
-            return bad("poller.interval_secs", "must be positive");
-        }
-        if self.poller.workers == 0 {
-            return bad("poller.workers", "must be positive");
-        }
-        let l = &self.limits;
-        for (key, value) in [
-            ("limits.max_archive_bytes", l.max_archive_bytes),
-            ("limits.max_uncompressed_bytes", l.max_uncompressed_bytes),
-            ("limits.max_compression_ratio", l.max_compression_ratio),
-            ("limits.max_entries", l.max_entries as u64),
-            ("limits.max_line_bytes", l.max_line_bytes as u64),
-            ("limits.max_account_bytes", l.max_account_bytes),
-        ] {
-            if value == 0 {
-                return bad(key, "must be positive");
-            }
-        }
-        if self.queue.backend == QueueBackend::Postgres && self.queue.url.trim().is_empty() {
-            return bad("queue.url", "required when queue.backend = \"postgres\"");
-        }
-        let ca = &self.queue.tls_ca;
-        if !ca.as_os_str().is_empty() && !ca.is_file() {
-            return bad(
-                "queue.tls_ca",
-                format!("{} is not a readable file", ca.display()),
-            );
-        }
-        if self.http.listen.parse::<SocketAddr>().is_err() {
-            return bad(
-                "http.listen",
-                format!("{:?} is not an address:port", self.http.listen),
-            );
-        }
-        if self.accounts.is_empty() {
-            return bad("accounts", "at least one [[accounts]] entry is required");
-        }
-        let mut logins = HashSet::new();
-        let mut accounts = Vec::with_capacity(self.accounts.len());
-        for (i, raw) in self.accounts.into_iter().enumerate() {
-            let key = |field: &str| format!("accounts[{i}].{field}");
-            let account = validate_account(raw, &key)?;
-            if !logins.insert(account.login.clone()) {
-                return bad(&key("login"), format!("{:?} is used twice", account.login));
-            }
-            accounts.push(account);
-        }
-        Ok(Config {
-            ftp: self.ftp,
-            spool: self.spool,
-            poller: self.poller,
-            limits: self.limits,
-            numbering: self.numbering,
-            queue: self.queue,
-            http: self.http,
-            accounts,
-        })
-    }
-}
-
-fn validate_account(
-    raw: RawAccount,
-    key: &dyn Fn(&str) -> String,
-) -> Result<AccountConfig, (String, String)> {
-    let err = |field: &str, message: String| Err((key(field), message));
-    if !is_valid_login(&raw.login) {
-        return err(
-            "login",
-            format!(
-                "{:?} is not a usable login (1-64 of A-Z a-z 0-9 . _ -, not starting with '.')",
-                raw.login
-            ),
-        );
-    }
-    if let Err(e) = argon2::password_hash::phc::PasswordHash::new(&raw.password_hash) {
-        return err("password_hash", format!("not a PHC string ({e})"));
-    }
-    if !raw.password_hash.starts_with("$argon2id$") {
-        return err(
-            "password_hash",
-            "must be an argon2id hash made by `smsdrop hash-password`".into(),
-        );
-    }
-    let mut senders = Vec::new();
-    for (j, s) in raw.senders.iter().enumerate() {
-        match Sender::parse(s) {
-            Ok(sender) => senders.push(sender),
-            Err(why) => return err(&format!("senders[{j}]"), format!("{s:?}: {why}")),
-        }
-    }
-    let default_sender = match &raw.default_sender {
-        Some(s) => {
-            let sender = match Sender::parse(s) {
-                Ok(sender) => sender,
-                Err(why) => return err("default_sender", format!("{s:?}: {why}")),
-            };
-            if !senders.contains(&sender) {
-                return err(
-                    "default_sender",
-                    format!("{s:?} is not one of this account's senders"),
-                );
-            }
-            sender
-        }
-        None => match senders.first() {
-            Some(first) => first.clone(),
-            None => {
-                return err(
-                    "senders",
-                    "the account has no usable sender: list at least one in senders".into(),
-                );
-            }
-        },
-    };
-    let timezone: Tz = match raw.timezone.parse() {
-        Ok(tz) => tz,
-        Err(_) => {
-            return err(
-                "timezone",
-                format!("{:?} is not an IANA time zone", raw.timezone),
-            );
-        }
-    };
-    let Some(encoding) = Encoding::for_label(raw.encoding.trim().as_bytes()) else {
-        return err(
-            "encoding",
-            format!("{:?} is not a WHATWG encoding label", raw.encoding),
-        );
-    };
-    if encoding == encoding_rs::REPLACEMENT {
-        return err("encoding", format!("{:?} cannot decode text", raw.encoding));
-    }
-    let validity = match u32::try_from(raw.default_validity_minutes) {
-        Ok(v) if v > 0 => v,
-        _ => {
-            return err(
-                "default_validity_minutes",
-                format!(
-                    "{} is not a positive number of minutes",
-                    raw.default_validity_minutes
-                ),
-            );
-        }
-    };
-    let mut allowed_ips = Vec::new();
-    for (j, cidr) in raw.allowed_ips.iter().enumerate() {
-        let net = cidr
-            .parse::<IpNet>()
-            .or_else(|_| cidr.parse::<std::net::IpAddr>().map(IpNet::from));
-        match net {
-            Ok(net) => allowed_ips.push(net),
-            Err(_) => {
-                return err(
-                    &format!("allowed_ips[{j}]"),
-                    format!("{cidr:?} is not an IP address or CIDR block"),
-                );
-            }
-        }
-    }
-    Ok(AccountConfig {
-        profile: Account {
-            login: raw.login,
-            senders,
-            default_sender,
-            timezone,
-            encoding,
-            default_validity_minutes: validity,
-        },
-        password_hash: raw.password_hash,
-        allowed_ips,
-        require_tls: raw.require_tls,
-        max_account_bytes: raw.max_account_bytes,
-    })
-}
-
-/// Logins become folder names and archive-name prefixes, so they are kept to a
-/// conservative, file-system-safe alphabet.
-fn is_valid_login(login: &str) -> bool {
-    (1..=64).contains(&login.len())
-        && !login.starts_with('.')
-        && login
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
-
-/// What smsdrop would run with, for `smsdrop config check` (no secrets).
-pub fn describe(config: &Config, registry_ranges: usize) -> String {
-    use std::fmt::Write;
-    let mut s = String::new();
-    let ftp = &config.ftp;
-    let _ = writeln!(s, "configuration is valid");
-    let _ = writeln!(
-        s,
-        "ftp:      {} (passive ports {}-{}, active mode on, idle timeout {} s, \
-         sessions ≤ {} in all and ≤ {} per address, ≤ {} of them not logged in; \
-         login within {} s)",
-        ftp.listen,
-        ftp.passive_ports[0],
-        ftp.passive_ports[1],
-        ftp.idle_timeout_secs,
-        ftp.max_sessions,
-        ftp.max_sessions_per_ip,
-        ftp.max_unauthenticated_per_ip,
-        ftp.login_timeout_secs
-    );
-    if !ftp.sync_uploads {
-        let _ = writeln!(
-            s,
-            "          uploads are acknowledged before they are on disk (sync_uploads = false)"
-        );
-    }
-    match &ftp.tls {
-        Some(tls) => {
-            let _ = writeln!(
-                s,
-                "tls:      explicit FTPS, cert {}, key {}, required for everyone: {}",
-                tls.cert.display(),
-                tls.key.display(),
-                tls.require
-            );
-        }
-        None => {
-            let _ = writeln!(s, "tls:      off (plain FTP only)");
-        }
-    }
-    let g = &ftp.login_guard;
-    let _ = writeln!(
-        s,
-        "guard:    ban an address for {} s after {} failed logins within {} s",
-        g.ban_secs, g.max_failures, g.window_secs
-    );
-    let _ = writeln!(
-        s,
-        "spool:    {} (state {}, processed archives kept {} days, results {} days)",
-        config.spool.dir.display(),
-        config.spool.state_dir.display(),
-        config.spool.keep_processed_days,
-        config.spool.keep_results_days
-    );
-    let _ = writeln!(
-        s,
-        "poller:   every {} s, {} accounts at a time",
-        config.poller.interval_secs, config.poller.workers
-    );
-    let l = &config.limits;
-    let _ = writeln!(
-        s,
-        "limits:   archive {} B, inflated {} B, ratio {}:1, {} entries, line {} B, \
-         {} B stored per account",
-        l.max_archive_bytes,
-        l.max_uncompressed_bytes,
-        l.max_compression_ratio,
-        l.max_entries,
-        l.max_line_bytes,
-        l.max_account_bytes
-    );
-    let _ = writeln!(
-        s,
-        "numbering: {} registry files, {} ranges",
-        config.numbering.registry_files.len(),
-        registry_ranges
-    );
-    let _ = match config.queue.backend {
-        QueueBackend::Sqlite => writeln!(s, "queue:    sqlite {}", config.queue.path.display()),
-        QueueBackend::Postgres => writeln!(
-            s,
-            "queue:    postgres{}",
-            if config.queue.tls_ca.as_os_str().is_empty() {
-                String::new()
-            } else {
-                format!(", TLS CAs also from {}", config.queue.tls_ca.display())
-            }
-        ),
-    };
-    let _ = writeln!(s, "http:     {}", config.http.listen);
-    for a in &config.accounts {
-        let senders: Vec<&str> = a.senders.iter().map(Sender::as_str).collect();
-        let ips: Vec<String> = a.allowed_ips.iter().map(ToString::to_string).collect();
-        let _ = writeln!(
-            s,
-            "account:  {} senders [{}] default {}, zone {}, encoding {}, validity {} min, \
-             TLS required {}, {} B stored at most, from {}",
-            a.login,
-            senders.join(", "),
-            a.default_sender,
-            a.timezone,
-            a.encoding.name(),
-            a.default_validity_minutes,
-            a.require_tls || ftp.tls.as_ref().is_some_and(|t| t.require),
-            a.max_account_bytes.unwrap_or(l.max_account_bytes),
-            if ips.is_empty() {
-                "anywhere".to_owned()
-            } else {
-                ips.join(", ")
-            }
-        );
-    }
-    s
 }
 
 #[cfg(test)]

@@ -11,90 +11,30 @@
 //!   queued nothing, so uploading it again under the same name is allowed.
 //! - Times are stored as UTC RFC 3339 text (`2026-11-23T07:00:00Z`), which sorts
 //!   and compares correctly as text; see `docs/queue.md` for consumers.
+//!
+//! [`schema`] holds the tables and migrations, [`insert`] the storing of a
+//! batch's rows while the archive is read.
 
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-use crate::intake::format::Format;
+mod insert;
+mod schema;
 
 use crate::intake::batch::BatchId;
+use crate::intake::format::Format;
 use crate::intake::message::schedule::rfc3339;
 use crate::intake::{RowSink, Summary};
-use crate::queue::rowfile::{Progress, Tail, changed, spool_pipelined};
+use crate::queue::rowfile::spool_pipelined;
 use crate::queue::{Queue, QueueError, QueuedMessage, StagedBatch, Stats, failed};
 use crate::writeback::Writeback;
 
-/// Version of the schema below (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 3;
-
-const BATCHES: &str = "
-CREATE TABLE IF NOT EXISTS batches (
-    batch        TEXT PRIMARY KEY,
-    account      TEXT NOT NULL,
-    status       TEXT NOT NULL,     -- accepted | partially_accepted | rejected
-    format       TEXT NOT NULL,     -- template | plain
-    rows         INTEGER NOT NULL,
-    accepted     INTEGER NOT NULL,
-    rejected     INTEGER NOT NULL,
-    received_at  TEXT NOT NULL,
-    processed_at TEXT NOT NULL,
-    summary      TEXT NOT NULL,     -- the results JSON of SPEC §7
-    finished_at  TEXT,              -- results published, archive put away
-    seq          INTEGER            -- commit order; messages.id = seq << 32 | line
-);";
-
-const MESSAGES: &str = "
-CREATE TABLE IF NOT EXISTS messages (
-    id          INTEGER PRIMARY KEY, -- batches.seq << 32 | line
-    batch       TEXT NOT NULL,
-    account     TEXT NOT NULL,
-    line        INTEGER NOT NULL,
-    phone       TEXT NOT NULL,      -- E.164 digits, no '+'
-    sender      TEXT NOT NULL,
-    text        TEXT NOT NULL,
-    encoding    TEXT NOT NULL,      -- gsm7 | ucs2
-    segments    INTEGER NOT NULL,
-    send_at     TEXT NOT NULL,      -- UTC, RFC 3339
-    expires_at  TEXT NOT NULL,
-    timezone    TEXT NOT NULL,
-    status      TEXT NOT NULL DEFAULT 'queued',
-    message_id  TEXT GENERATED ALWAYS AS (batch || ':' || line) VIRTUAL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS batches_seq ON batches (seq);
-CREATE INDEX IF NOT EXISTS messages_due ON messages (send_at) WHERE status = 'queued';
-";
-
-/// Versions 1 and 2 keyed messages by text (`message_id`, then `(batch,
-/// line)`), which made every insert a string-compared B-tree search, and
-/// stored `message_id` in each row. Version 3 keys them by an integer that
-/// grows with every insert (SQLite's cheapest: an append), and computes
-/// `message_id`: a quarter fewer bytes per row, a quarter less time. Both
-/// older versions have the same columns, so one copy migrates either.
-const MIGRATE_TO_3: &str = "
-ALTER TABLE batches ADD COLUMN seq INTEGER;
-UPDATE batches SET seq = rowid;
-ALTER TABLE messages RENAME TO messages_old;
-DROP INDEX IF EXISTS messages_due;
-DROP INDEX IF EXISTS messages_batch;
-";
-const MIGRATE_TO_3_COPY: &str = "
-INSERT INTO messages (id, batch, account, line, phone, sender, text, encoding, segments,
-    send_at, expires_at, timezone, status)
-SELECT (b.seq << 32) | m.line, m.batch, m.account, m.line, m.phone, m.sender, m.text,
-    m.encoding, m.segments, m.send_at, m.expires_at, m.timezone, m.status
-FROM messages_old m JOIN batches b ON b.batch = m.batch ORDER BY 1;
-DROP TABLE messages_old;
-";
-
-const INSERT_MESSAGE: &str = "INSERT INTO messages (id, batch, account, line, phone,
-    sender, text, encoding, segments, send_at, expires_at, timezone)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
-
-/// What is kept of the WAL file after a big batch is checkpointed (reused
-/// in place by the next batches, which is a little cheaper than growing it).
-const WAL_KEPT_BYTES: i64 = 16 << 20;
+use insert::insert_while_read;
+pub use insert::{InsertRate, Pipeline};
+use schema::configured;
+pub use schema::{SCHEMA_VERSION, create_schema};
 
 /// Lines of one batch fit below this (`id = seq << 32 | line`).
 const MAX_LINE: i64 = (1 << 32) - 1;
@@ -172,80 +112,6 @@ impl SqliteQueue {
             files: files(path),
         }))
     }
-}
-
-/// A connection with the settings every use of the queue wants.
-fn configured(path: &Path) -> Result<Connection, QueueError> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| failed(&dir.display().to_string(), e))?;
-    }
-    let conn = Connection::open(path).map_err(|e| failed("open", e))?;
-    // Before the first table exists (ignored afterwards): SQLite's biggest
-    // pages. A 1M-row archive is stored, committed and checkpointed ~20%
-    // faster than with 16 KiB (a quarter of the pages, WAL frames and
-    // B-tree splits for the same bytes); a consumer updating rows one at a
-    // time writes 64 KiB per touched page, so claim in bulk (docs/queue.md).
-    conn.pragma_update(None, "page_size", 65536)
-        .map_err(|e| failed("page_size", e))?;
-    conn.pragma_update(None, "journal_mode", "WAL")
-        .map_err(|e| failed("WAL", e))?;
-    conn.pragma_update(None, "synchronous", "FULL")
-        .map_err(|e| failed("synchronous", e))?;
-    // Another archive may hold the write lock for as long as it takes to read
-    // (seconds per million rows): wait for it rather than fail the archive.
-    conn.busy_timeout(std::time::Duration::from_secs(300))
-        .map_err(|e| failed("busy_timeout", e))?;
-    // 8 MiB of page cache (the default is 2 MiB). A big archive spills
-    // dirty pages to the WAL before its commit whatever the size; measured
-    // on 1M rows, 4-8 MiB was the fastest (16 and 32 MiB were slower, and
-    // cost peak memory).
-    conn.pragma_update(None, "cache_size", -8192)
-        .map_err(|e| failed("cache_size", e))?;
-    // No checkpoint inside a commit: `tidy` runs it once the archive's
-    // results are out (a 1M-row batch's checkpoint takes 0.2–0.3 s).
-    conn.pragma_update(None, "wal_autocheckpoint", 0)
-        .map_err(|e| failed("wal_autocheckpoint", e))?;
-    // SQLite reuses its WAL file at the size of the biggest transaction so
-    // far (1.4 GB after a 5M-row archive, for good): the first commit after
-    // a complete checkpoint cuts it back to this.
-    conn.pragma_update(None, "journal_size_limit", WAL_KEPT_BYTES)
-        .map_err(|e| failed("journal_size_limit", e))?;
-    Ok(conn)
-}
-
-/// Creates or migrates the schema (once, at start-up: a write transaction).
-pub fn create_schema(path: &Path) -> Result<(), QueueError> {
-    let mut conn = configured(path)?;
-    let version: i64 = conn
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .map_err(|e| failed("user_version", e))?;
-    if version > SCHEMA_VERSION {
-        return Err(failed(
-            "schema",
-            format!("database schema {version} is newer than this smsdrop ({SCHEMA_VERSION})"),
-        ));
-    }
-    if version < SCHEMA_VERSION {
-        // One transaction: a crash mid-migration leaves version 1 intact.
-        let tx = conn.transaction().map_err(|e| failed("schema", e))?;
-        let migrate = |sql| {
-            tx.execute_batch(sql)
-                .map_err(|e| failed(&format!("migration {version}→3"), e))
-        };
-        if version > 0 {
-            migrate(MIGRATE_TO_3)?;
-        }
-        tx.execute_batch(BATCHES)
-            .and_then(|()| tx.execute_batch(MESSAGES))
-            .map_err(|e| failed("schema", e))?;
-        if version > 0 {
-            migrate(MIGRATE_TO_3_COPY)?;
-        }
-        tx.pragma_update(None, "user_version", SCHEMA_VERSION)
-            .map_err(|e| failed("user_version", e))?;
-        tx.commit().map_err(|e| failed("schema", e))?;
-    }
-    Ok(())
 }
 
 impl Queue for SqliteQueue {
@@ -511,263 +377,6 @@ impl StagedBatch for Staged<'_> {
     }
 }
 
-/// Begins a transaction when `pipeline` says so and inserts the rows of `tail`
-/// as they come; the batch's `seq` with the transaction left open, `None`
-/// (and no transaction) when the rows turned void.
-fn insert_while_read(
-    conn: &mut Connection,
-    tail: &mut Tail,
-    pipeline: Pipeline,
-    rate: &InsertRate,
-    account: &str,
-) -> rusqlite::Result<Option<i64>> {
-    let p = tail.wait_until(|p| pipeline.start_now(p, rate));
-    if p.void {
-        return Ok(None);
-    }
-    let started = std::time::Instant::now();
-    // IMMEDIATE: take the write lock now (waiting for another archive's
-    // commit) rather than fail halfway on a lock upgrade.
-    conn.execute_batch("BEGIN IMMEDIATE")?;
-    let inserted = next_seq(conn).and_then(|seq| {
-        insert_rows(conn, tail, account, seq)?;
-        Ok(seq)
-    });
-    match inserted {
-        Ok(seq) if !tail.void() => {
-            rate.learn(tail.rows(), started.elapsed());
-            Ok(Some(seq))
-        }
-        Ok(_) => conn.execute_batch("ROLLBACK").map(|()| None),
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(e)
-        }
-    }
-}
-
-/// The commit-order number of the batch being written (under the write lock,
-/// so no other writer can take the same).
-fn next_seq(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM batches", [], |r| {
-        r.get(0)
-    })
-}
-
-/// Inserts the rows of `tail` as they come.
-fn insert_rows(
-    conn: &Connection,
-    tail: &mut Tail,
-    account: &str,
-    seq: i64,
-) -> rusqlite::Result<()> {
-    use rusqlite::types::{ToSqlOutput, ValueRef};
-    let io = |e: std::io::Error| rusqlite::Error::ToSqlConversionFailure(Box::new(e));
-    let mut insert = StaticInsert::prepare(conn, INSERT_MESSAGE)?;
-    // Bindings stay between executions: the account is bound once, the values
-    // that rows share again only when they change.
-    // SAFETY: `account` outlives the statement.
-    unsafe { insert.bind_text(3, account.as_bytes())? };
-    let mut first = true;
-    while let Some(row) = tail.next_row().map_err(io)? {
-        if std::mem::take(&mut first) {
-            // Committed by another process since this one looked: stop now
-            // rather than read the whole archive for a duplicate.
-            let seen = conn
-                .query_row(
-                    "SELECT 1 FROM batches WHERE batch = ?1",
-                    [ToSqlOutput::Borrowed(ValueRef::Text(row.batch))],
-                    |_| Ok(()),
-                )
-                .optional()?;
-            if seen.is_some() {
-                return Err(rusqlite::Error::SqliteFailure(
-                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY),
-                    Some("batch already committed".into()),
-                ));
-            }
-        }
-        if !(0..=MAX_LINE).contains(&row.line) {
-            return Err(rusqlite::Error::IntegralValueOutOfRange(4, row.line));
-        }
-        insert.bind_int(1, seq << 32 | row.line)?;
-        insert.bind_int(4, row.line)?;
-        insert.bind_int(9, row.segments)?;
-        // SAFETY: the row's values stay where they are, unchanged, until the
-        // tail is asked for the next row, after `execute`; a value bound for an
-        // earlier row and not bound again is the tail's copy of it, which it
-        // changes only when the value changes — and then it is bound again.
-        unsafe {
-            insert.bind_text(5, row.phone)?;
-            insert.bind_text(7, row.text)?;
-            for (bit, index, value) in [
-                (changed::BATCH, 2, row.batch),
-                (changed::SENDER, 6, row.sender),
-                (changed::ENCODING, 8, row.encoding),
-                (changed::SEND_AT, 10, row.send_at),
-                (changed::EXPIRES_AT, 11, row.expires_at),
-                (changed::TIMEZONE, 12, row.timezone),
-            ] {
-                if row.changed & bit != 0 {
-                    insert.bind_text(index, value)?;
-                }
-            }
-        }
-        insert.execute()?;
-    }
-    Ok(())
-}
-
-/// A prepared statement whose text values are bound without a copy. rusqlite
-/// binds text as `SQLITE_TRANSIENT`, so SQLite copies every value of every
-/// row (an allocation and a free each); bound `SQLITE_STATIC`, SQLite reads
-/// the caller's bytes when the statement runs.
-struct StaticInsert<'c> {
-    conn: &'c Connection,
-    stmt: *mut rusqlite::ffi::sqlite3_stmt,
-}
-
-impl<'c> StaticInsert<'c> {
-    fn prepare(conn: &'c Connection, sql: &str) -> rusqlite::Result<StaticInsert<'c>> {
-        use rusqlite::ffi;
-        let mut stmt = std::ptr::null_mut();
-        // SAFETY: a live connection handle, a pointer and length of valid
-        // UTF-8, an out-pointer to our own local.
-        let rc = unsafe {
-            ffi::sqlite3_prepare_v3(
-                conn.handle(),
-                sql.as_ptr().cast(),
-                sql.len() as std::ffi::c_int,
-                ffi::SQLITE_PREPARE_PERSISTENT as std::ffi::c_uint,
-                &mut stmt,
-                std::ptr::null_mut(),
-            )
-        };
-        let insert = StaticInsert { conn, stmt };
-        insert.check(rc)?;
-        Ok(insert)
-    }
-
-    /// The connection's error for a failed call.
-    fn check(&self, rc: std::ffi::c_int) -> rusqlite::Result<()> {
-        use rusqlite::ffi;
-        if rc == ffi::SQLITE_OK || rc == ffi::SQLITE_DONE {
-            return Ok(());
-        }
-        // SAFETY: a live connection handle; the message is copied at once.
-        let (code, message) = unsafe {
-            let db = self.conn.handle();
-            let message = std::ffi::CStr::from_ptr(ffi::sqlite3_errmsg(db));
-            (
-                ffi::sqlite3_extended_errcode(db),
-                message.to_string_lossy().into_owned(),
-            )
-        };
-        Err(rusqlite::Error::SqliteFailure(
-            ffi::Error::new(code),
-            Some(message),
-        ))
-    }
-
-    fn bind_int(&mut self, index: std::ffi::c_int, value: i64) -> rusqlite::Result<()> {
-        // SAFETY: our prepared statement.
-        let rc = unsafe { rusqlite::ffi::sqlite3_bind_int64(self.stmt, index, value) };
-        self.check(rc)
-    }
-
-    /// # Safety
-    /// `value` must stay where it is, unchanged, until it is bound again or
-    /// the statement is dropped: SQLite reads it at each [`Self::execute`].
-    unsafe fn bind_text(&mut self, index: std::ffi::c_int, value: &[u8]) -> rusqlite::Result<()> {
-        use rusqlite::ffi;
-        // SAFETY: our prepared statement; `value` as the caller promised;
-        // SQLITE_STATIC: SQLite neither copies nor frees it.
-        let rc = unsafe {
-            ffi::sqlite3_bind_text64(
-                self.stmt,
-                index,
-                value.as_ptr().cast(),
-                value.len() as ffi::sqlite3_uint64,
-                ffi::SQLITE_STATIC(),
-                ffi::SQLITE_UTF8 as std::ffi::c_uchar,
-            )
-        };
-        self.check(rc)
-    }
-
-    /// Runs the statement once (it inserts, so it returns no rows).
-    fn execute(&mut self) -> rusqlite::Result<()> {
-        use rusqlite::ffi;
-        // SAFETY: our prepared statement, with every parameter bound.
-        let rc = unsafe { ffi::sqlite3_step(self.stmt) };
-        // Reset even after an error (the error is the step's, read first).
-        let result = self.check(rc);
-        // SAFETY: as above.
-        unsafe { ffi::sqlite3_reset(self.stmt) };
-        result
-    }
-}
-
-impl Drop for StaticInsert<'_> {
-    fn drop(&mut self) {
-        // SAFETY: our prepared statement, finalized once.
-        unsafe { rusqlite::ffi::sqlite3_finalize(self.stmt) };
-    }
-}
-
-/// When an archive's rows start entering the database (`[queue] pipeline`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Pipeline {
-    /// While the archive is read, once reading proves faster than inserting.
-    #[default]
-    Auto,
-    /// At once (holds the write lock for the whole reading).
-    Always,
-    /// After the whole archive is read and spooled.
-    Never,
-}
-
-/// Rows read (after the first few) before the reading speed is judged.
-const JUDGE_AFTER_ROWS: u64 = 20_000;
-
-/// Rows per second a back-end inserts, learnt from its commits (f64 bits);
-/// until the first, a rate well below a release build's on a small machine.
-#[derive(Debug, Default)]
-pub struct InsertRate(std::sync::atomic::AtomicU64);
-
-const FIRST_INSERT_RATE: f64 = 300_000.0;
-
-impl InsertRate {
-    fn get(&self) -> f64 {
-        match self.0.load(std::sync::atomic::Ordering::Relaxed) {
-            0 => FIRST_INSERT_RATE,
-            bits => f64::from_bits(bits),
-        }
-    }
-
-    /// Only big archives teach the rate: a few rows cost mostly the
-    /// statement's setup. Waiting for the reader counts as inserting time,
-    /// which errs towards spooling first.
-    fn learn(&self, rows: u64, took: std::time::Duration) {
-        if rows >= JUDGE_AFTER_ROWS {
-            let rate = rows as f64 / took.as_secs_f64().max(1e-3);
-            self.0
-                .store(rate.to_bits(), std::sync::atomic::Ordering::Relaxed);
-        }
-    }
-}
-
-impl Pipeline {
-    fn start_now(self, p: &Progress, rate: &InsertRate) -> bool {
-        match self {
-            Pipeline::Always => true,
-            Pipeline::Never => false,
-            Pipeline::Auto => p.rows_since_first() >= JUDGE_AFTER_ROWS && p.rate() >= rate.get(),
-        }
-    }
-}
-
 /// A unique-key violation means another process committed the batch first.
 fn duplicate_or_failed(summary: &Summary, what: &str, e: rusqlite::Error) -> QueueError {
     if let rusqlite::Error::SqliteFailure(f, _) = &e
@@ -782,6 +391,8 @@ fn duplicate_or_failed(summary: &Summary, what: &str, e: rusqlite::Error) -> Que
 
 #[cfg(test)]
 mod tests {
+    use super::insert::next_seq;
+    use super::schema::WAL_KEPT_BYTES;
     use super::*;
     use crate::intake::Status;
     use crate::intake::error::{ErrorCode, Rejection};
