@@ -152,6 +152,11 @@ fn an_archive_is_queued_once_with_its_results(backend: Backend) {
     assert_eq!(messages[0]["text"], "Привет, Ann");
     assert_eq!(messages[0]["status"], "queued");
     assert_eq!(messages[1]["line"], 4);
+    // The keys of `check --format jsonl` (SPEC §9), which a stored message has
+    // empty: it was accepted.
+    for key in ["code", "message"] {
+        assert!(messages[0].get(key).is_some_and(Value::is_null), "{key}: {}", messages[0]);
+    }
 
     let json: Value =
         serde_json::from_slice(&spool.results("guest_20261123070000.json").unwrap()).unwrap();

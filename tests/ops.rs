@@ -504,3 +504,30 @@ ftp.quit()
         1
     );
 }
+
+/// A queue that cannot be opened counts an archive error (and logs it) only
+/// for an account with an archive waiting, which stays in the customer's
+/// folder for the next poll.
+#[test]
+fn a_queue_that_cannot_be_opened_counts_only_waiting_archives() {
+    let server = Server::start();
+    let db = server.env.path("state/queue.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    std::fs::create_dir(&db).unwrap();
+    // Polls every second; nothing waits.
+    std::thread::sleep(Duration::from_secs(3));
+    let errors = |server: &Server| {
+        let (_, metrics) = http_get(server.http_port, "/metrics");
+        sample_value(&metrics, "smsdrop_archive_errors_total", &[]).unwrap()
+    };
+    assert_eq!(errors(&server), 0.0);
+    land(&server.home("guest"), "guest_20261123070000.zip", &sample("waits"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while errors(&server) == 0.0 {
+        assert!(Instant::now() < deadline, "no archive error counted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(server.home("guest").join("guest_20261123070000.zip").exists());
+}

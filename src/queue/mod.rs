@@ -249,6 +249,10 @@ pub fn open_read_only(
     }
 }
 
+fn null<S: serde::Serializer>(_: &(), s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_none()
+}
+
 #[derive(Debug, serde::Serialize)]
 pub struct Stats {
     pub batches: i64,
@@ -257,12 +261,18 @@ pub struct Stats {
     pub next_send_at: Option<String>,
 }
 
-/// A message as stored, with the fields of `check --format jsonl` plus status.
+/// A message as stored, with the fields of `check --format jsonl` (SPEC §9;
+/// `status` is the queue's).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct QueuedMessage {
     pub message_id: String,
     pub line: i64,
     pub phone: String,
+    /// `check`'s error code and message: none, the message was accepted.
+    #[serde(serialize_with = "null")]
+    pub code: (),
+    #[serde(serialize_with = "null")]
+    pub message: (),
     pub sender: String,
     pub text: String,
     pub encoding: String,

@@ -341,6 +341,8 @@ impl Queue for PostgresQueue {
                     message_id: r.get(0),
                     line: r.get(1),
                     phone: r.get(2),
+                    code: (),
+                    message: (),
                     sender: r.get(3),
                     text: r.get(4),
                     encoding: r.get(5),

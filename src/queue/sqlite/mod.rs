@@ -285,6 +285,8 @@ impl Queue for SqliteQueue {
                 message_id: r.get(0).map_err(get)?,
                 line: r.get(1).map_err(get)?,
                 phone: r.get(2).map_err(get)?,
+                code: (),
+                message: (),
                 sender: r.get(3).map_err(get)?,
                 text: r.get(4).map_err(get)?,
                 encoding: r.get(5).map_err(get)?,
