@@ -30,7 +30,7 @@ pub enum OutputFormat {
 /// A problem with the command itself (exit code 2), not with the archive.
 #[derive(Debug, thiserror::Error)]
 pub enum UsageError {
-    #[error("cannot read archive {path}: {source}")]
+    #[error("cannot read archive {path}")]
     Archive { path: String, source: io::Error },
     #[error(
         "no account {0:?} in the configuration; pass --account LOGIN to check against another account"

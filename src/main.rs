@@ -211,11 +211,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let config = load_config(config.as_deref())?;
             let zones = NumberZones::from_files(&config.numbering.registry_files)?;
-            anyhow::ensure!(
-                archive.is_file(),
-                "cannot read archive {}",
-                archive.display()
-            );
+            let meta = std::fs::metadata(&archive)
+                .with_context(|| format!("cannot read archive {}", archive.display()))?;
+            anyhow::ensure!(meta.is_file(), "{} is not a file", archive.display());
             let file_name = archive
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())

@@ -681,6 +681,13 @@ fn usage_and_config_errors_exit_2() {
     let archive = env.archive(NAME, &template_zip("phone\n79031234567\n", T_BASIC));
     let out = check(&config, &env.path("missing_20261123070000.zip"), &[]);
     assert_eq!(out.code, 2, "{}", out.stderr);
+    // The cause is told once (an error chain prints each cause once).
+    assert_eq!(
+        out.stderr.matches("os error 2").count(),
+        1,
+        "{}",
+        out.stderr
+    );
     let out = check(&config, &archive, &["--account", "nobody"]);
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("nobody"));

@@ -155,7 +155,11 @@ fn an_archive_is_queued_once_with_its_results(backend: Backend) {
     // The keys of `check --format jsonl` (SPEC §9), which a stored message has
     // empty: it was accepted.
     for key in ["code", "message"] {
-        assert!(messages[0].get(key).is_some_and(Value::is_null), "{key}: {}", messages[0]);
+        assert!(
+            messages[0].get(key).is_some_and(Value::is_null),
+            "{key}: {}",
+            messages[0]
+        );
     }
 
     let json: Value =

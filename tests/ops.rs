@@ -523,11 +523,20 @@ fn a_queue_that_cannot_be_opened_counts_only_waiting_archives() {
         sample_value(&metrics, "smsdrop_archive_errors_total", &[]).unwrap()
     };
     assert_eq!(errors(&server), 0.0);
-    land(&server.home("guest"), "guest_20261123070000.zip", &sample("waits"));
+    land(
+        &server.home("guest"),
+        "guest_20261123070000.zip",
+        &sample("waits"),
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     while errors(&server) == 0.0 {
         assert!(Instant::now() < deadline, "no archive error counted");
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(server.home("guest").join("guest_20261123070000.zip").exists());
+    assert!(
+        server
+            .home("guest")
+            .join("guest_20261123070000.zip")
+            .exists()
+    );
 }

@@ -32,7 +32,7 @@ pub const EMBEDDED_DEFAULT: &str = include_str!("../../config/smsdrop.toml");
 /// A configuration error; the message names the key (or the TOML position).
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,

@@ -225,7 +225,7 @@ pub fn region_zone(region: &str) -> RegionZone {
 /// A registry file that cannot be used, with the file and line at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    #[error("numbering registry {path}: cannot read: {source}")]
+    #[error("numbering registry {path}: cannot read")]
     Read {
         path: PathBuf,
         source: std::io::Error,
