@@ -179,7 +179,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     tracing::info!(signal, "shutting down: no new sessions, uploads in progress get 10 s, archives being processed finish");
                     signals.cancel();
                 });
-                smsdrop::serve::run(config, path, zones, shutdown).await
+                let listeners = smsdrop::serve::Listeners::open(&config).await?;
+                smsdrop::serve::run(listeners, config, path, zones, shutdown).await
             })?;
             Ok(ExitCode::SUCCESS)
         }

@@ -30,6 +30,7 @@ use crate::config::{Config, Live};
 use crate::front::Front;
 use crate::intake::zone::NumberZones;
 use crate::metrics;
+use crate::ops::systemd;
 use crate::poller;
 use crate::queue::Backend;
 
@@ -50,16 +51,38 @@ fn prepare_folders(config: &Config) -> anyhow::Result<PathBuf> {
         .with_context(|| format!("cannot resolve {}", config.spool.dir.display()))
 }
 
-/// Tells systemd (when it started us with `Type=notify`); a no-op otherwise.
-fn notify_systemd(states: &[NotifyState]) {
-    if let Err(e) = sd_notify::notify(states) {
-        tracing::warn!(error = %e, "cannot notify systemd");
+/// The listening sockets `serve` runs on: bound by the caller (a test binds
+/// `127.0.0.1:0`), passed by systemd's socket activation, or bound from the
+/// configuration.
+pub struct Listeners {
+    pub ftp: TcpListener,
+    pub http: TcpListener,
+}
+
+impl Listeners {
+    /// The sockets systemd passed (`LISTEN_FDS`), else `ftp.listen` and
+    /// `http.listen` bound now.
+    pub async fn open(config: &Config) -> anyhow::Result<Listeners> {
+        if let Some([ftp, http]) = systemd::inherited_listeners().context("socket activation")? {
+            return Ok(Listeners {
+                ftp: TcpListener::from_std(ftp)?,
+                http: TcpListener::from_std(http)?,
+            });
+        }
+        let ftp = TcpListener::bind(&config.ftp.listen)
+            .await
+            .with_context(|| format!("ftp.listen: cannot listen on {}", config.ftp.listen))?;
+        let http = TcpListener::bind(&config.http.listen)
+            .await
+            .with_context(|| format!("http.listen: cannot listen on {}", config.http.listen))?;
+        Ok(Listeners { ftp, http })
     }
 }
 
-/// Runs until `shutdown` is cancelled. `config_path` is what SIGHUP re-reads
-/// (`None`: the embedded configuration, which cannot change).
+/// Runs on `listeners` until `shutdown` is cancelled. `config_path` is what
+/// SIGHUP re-reads (`None`: the embedded configuration, which cannot change).
 pub async fn run(
+    listeners: Listeners,
     config: Arc<Config>,
     config_path: Option<PathBuf>,
     zones: Arc<NumberZones>,
@@ -77,12 +100,10 @@ pub async fn run(
     };
     metrics::register_all();
     let live = Arc::new(Live::new(config.clone()));
-    let ftp_listener = TcpListener::bind(&config.ftp.listen)
-        .await
-        .with_context(|| format!("ftp.listen: cannot listen on {}", config.ftp.listen))?;
-    let http_listener = TcpListener::bind(&config.http.listen)
-        .await
-        .with_context(|| format!("http.listen: cannot listen on {}", config.http.listen))?;
+    let Listeners {
+        ftp: ftp_listener,
+        http: http_listener,
+    } = listeners;
     let ftp_addr = ftp_listener.local_addr()?;
     tracing::info!(listen = %ftp_addr, passive_ports = ?config.ftp.passive_ports,
         tls = config.ftp.tls.is_some(), "FTP server started");
@@ -112,11 +133,11 @@ pub async fn run(
         config_path,
         shutdown.clone(),
     ));
-    notify_systemd(&[NotifyState::Ready]);
+    systemd::notify(&[NotifyState::Ready]);
 
     let ftp = front.run(ftp_listener, shutdown.clone()).await;
     shutdown.cancel();
-    notify_systemd(&[NotifyState::Stopping]);
+    systemd::notify(&[NotifyState::Stopping]);
     let _ = http.await;
     let _ = reload.await;
     poll.await.context("poller task")??;
@@ -141,7 +162,7 @@ async fn reload_on_hangup(
         if let Ok(now) = NotifyState::monotonic_usec_now() {
             reloading.push(now);
         }
-        notify_systemd(&reloading);
+        systemd::notify(&reloading);
         match &path {
             None => {
                 tracing::warn!("SIGHUP: running on the embedded configuration, nothing to reload")
@@ -156,7 +177,7 @@ async fn reload_on_hangup(
                 }
             }
         }
-        notify_systemd(&[NotifyState::Ready]);
+        systemd::notify(&[NotifyState::Ready]);
     }
 }
 

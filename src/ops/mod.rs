@@ -1,4 +1,5 @@
 //! What operators talk to: the HTTP listener with `/metrics` and `/healthz`
-//! ([`http`]).
+//! ([`http`]), and systemd ([`systemd`]: notifications, socket activation).
 
 pub mod http;
+pub mod systemd;

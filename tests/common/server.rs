@@ -150,12 +150,14 @@ impl Server {
             file_size_limit,
             ipv6,
         } = options;
-        let (host, port) = if ipv6 {
-            ("[::1]", free_port_v6())
-        } else {
-            ("127.0.0.1", free_port())
-        };
-        let http_port = free_port();
+        // The listeners are bound here and passed to the server as systemd
+        // passes them (LISTEN_FDS): no port is picked, released and hoped
+        // free when the server binds it.
+        let host = if ipv6 { "[::1]" } else { "127.0.0.1" };
+        let ftp_listener = TcpListener::bind(format!("{host}:0")).unwrap();
+        let http_listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = ftp_listener.local_addr().unwrap().port();
+        let http_port = http_listener.local_addr().unwrap().port();
         // Passive ports: a small range near a free port (tests run in parallel).
         let pasv = free_port();
         let root = env.dir.path().to_str().unwrap().to_owned();
@@ -187,26 +189,56 @@ impl Server {
             .envs(envs)
             .stdout(Stdio::null())
             .stderr(stderr);
-        if let Some(limit) = file_size_limit {
+        command.env("LISTEN_FDS", "2").env_remove("LISTEN_PID");
+        {
+            use std::os::fd::AsRawFd;
             use std::os::unix::process::CommandExt;
+            let (ftp_fd, http_fd) = (ftp_listener.as_raw_fd(), http_listener.as_raw_fd());
             // SAFETY: only async-signal-safe calls between fork and exec.
             unsafe {
                 command.pre_exec(move || {
-                    libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-                    let rl = libc::rlimit {
-                        rlim_cur: limit,
-                        rlim_max: libc::RLIM_INFINITY,
-                    };
-                    if libc::setrlimit(libc::RLIMIT_FSIZE, &rl) != 0 {
+                    // The listeners to descriptors 3 and 4 (through high
+                    // numbers, so that neither overwrites the other).
+                    let a = libc::fcntl(ftp_fd, libc::F_DUPFD, 100);
+                    let b = libc::fcntl(http_fd, libc::F_DUPFD, 100);
+                    if a < 0 || b < 0 || libc::dup2(a, 3) < 0 || libc::dup2(b, 4) < 0 {
                         return Err(std::io::Error::last_os_error());
+                    }
+                    if let Some(limit) = file_size_limit {
+                        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                        let rl = libc::rlimit {
+                            rlim_cur: limit,
+                            rlim_max: libc::RLIM_INFINITY,
+                        };
+                        if libc::setrlimit(libc::RLIMIT_FSIZE, &rl) != 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
                     }
                     Ok(())
                 });
             }
         }
         let child = command.spawn().unwrap();
+        drop((ftp_listener, http_listener));
+        // Ready once it greets; asked from an address of its own (on IPv4),
+        // so that tests counting one address's connections are not touched.
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(format!("{host}:{port}")).is_err() {
+        loop {
+            let connected = if ipv6 {
+                TcpStream::connect(format!("{host}:{port}"))
+            } else {
+                std::panic::catch_unwind(|| super::ctl::connect_from("127.0.0.254", port))
+                    .map_err(|_| std::io::Error::other("connect failed"))
+            };
+            let greeted = connected.and_then(|mut s| {
+                s.set_read_timeout(Some(Duration::from_secs(5)))?;
+                let mut first = [0u8; 3];
+                s.read_exact(&mut first)?;
+                Ok(first)
+            });
+            if greeted.is_ok_and(|code| code == *b"220") {
+                break;
+            }
             assert!(Instant::now() < deadline, "server did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
