@@ -156,13 +156,10 @@ pub fn run(
         return Err(usage(io::Error::other("not a regular file")));
     }
     let now = request.now.unwrap_or_else(Utc::now).trunc_subsecs(0);
-    let crate::intake::Arrival {
-        file_name,
-        received_at,
-        ..
-    } = crate::intake::arrival(path, now);
+    let arrival = crate::intake::arrival(path, now);
+    let (file_name, received_at) = (&arrival.file_name, arrival.received_at);
 
-    let account = resolve_account(config, &file_name, request.account)?;
+    let account = resolve_account(config, file_name, request.account)?;
     // A dry run still reports DUPLICATE_BATCH when the queue already has the batch.
     let queue = crate::queue::open_read_only(&config.queue, &config.spool.state_dir)
         .ok()
@@ -173,19 +170,18 @@ pub fn run(
     };
     let report_with = |sink: &mut dyn RowSink| match account {
         Some(account) => process(
-            &Job {
+            &Job::new(
                 path,
-                file_name: &file_name,
+                &arrival,
                 account,
-                limits: config.limits.intake(),
+                config.limits.intake(),
                 zones,
                 now,
-                received_at,
-                seen: Some(&seen),
-            },
+                Some(&seen),
+            ),
             sink,
         ),
-        None => name_only_report(&file_name, received_at, now),
+        None => name_only_report(file_name, received_at, now),
     };
 
     match request.format {

@@ -40,17 +40,14 @@ pub fn ingest(
     now: DateTime<Utc>,
 ) -> Result<Report, Rejection> {
     let now = now.trunc_subsecs(0);
-    let crate::intake::Arrival {
-        file_name,
-        received_at,
-        bytes,
-    } = crate::intake::arrival(path, now);
+    let arrival = crate::intake::arrival(path, now);
+    let (file_name, bytes) = (&arrival.file_name, arrival.bytes);
     let span = tracing::info_span!("archive", account = %account.login, file = %file_name, bytes);
     let _entered = span.enter();
     let started = Instant::now();
     let report = (|| -> Result<Report, Rejection> {
         let dir = results_dir(config, account);
-        let name = BatchName::parse(&file_name).ok();
+        let name = BatchName::parse(file_name).ok();
         if let Some(name) = name.as_ref().filter(|n| n.login == account.login)
             && let Some(summary) = queue.unfinished(&name.id)?
         {
@@ -67,22 +64,21 @@ pub fn ingest(
             None => false,
         };
         let seen = move |_: &crate::intake::batch::BatchId| Ok(duplicate);
-        let stem = crate::intake::batch::batch_stem(&file_name);
+        let stem = crate::intake::batch::batch_stem(file_name);
         let mut csv = ResultsCsv::create(&dir, stem, account.encoding)?;
         let mut fallbacks = Default::default();
         let staged = match queue.stage(&account.login, &mut |sink| {
             let mut tee = Tee(sink, &mut csv);
             let mut report = process(
-                &Job {
+                &Job::new(
                     path,
-                    file_name: &file_name,
+                    &arrival,
                     account,
-                    limits: config.limits.intake(),
+                    config.limits.intake(),
                     zones,
                     now,
-                    received_at,
-                    seen: Some(&seen),
-                },
+                    Some(&seen),
+                ),
                 &mut tee,
             );
             fallbacks = std::mem::take(&mut report.fallbacks);

@@ -31,14 +31,10 @@ use crate::config::{AccountConfig, Config};
 use crate::ingest::ingest;
 use crate::intake::Report;
 use crate::intake::batch::BatchName;
-use crate::intake::error::{ErrorCode, Rejection};
+use crate::intake::error::Rejection;
 use crate::intake::zone::{NumberZones, ZoneResolver};
 use crate::metrics;
 use crate::queue::{Backend, Queue};
-
-fn internal(what: &Path, e: io::Error) -> Rejection {
-    Rejection::new(ErrorCode::InternalError, format!("{}: {e}", what.display()))
-}
 
 /// Where an account's archive waits while it is processed.
 pub fn work_dir(config: &Config, account: &AccountConfig) -> PathBuf {
@@ -118,12 +114,12 @@ fn put_away(config: &Config, account: &AccountConfig, work: &Path) -> Result<(),
         to = dir.join(format!("{name}.{n}"));
         n += 1;
     }
-    move_file(work, &to).map_err(|e| internal(&to, e))?;
+    move_file(work, &to).map_err(|e| Rejection::internal(to.display(), e))?;
     File::options()
         .write(true)
         .open(&to)
         .and_then(|f| f.set_modified(SystemTime::now()))
-        .map_err(|e| internal(&to, e))
+        .map_err(|e| Rejection::internal(to.display(), e))
 }
 
 /// Processes everything waiting for one account, oldest first; stops at the
@@ -138,7 +134,7 @@ pub fn poll_account(
     let work = work_dir(config, account);
     let mut reports = Vec::new();
     // Left over from a process that died: finish it before anything newer.
-    for path in pending(&work).map_err(|e| internal(&work, e))? {
+    for path in pending(&work).map_err(|e| Rejection::internal(work.display(), e))? {
         let name = path
             .file_name()
             .expect("a file")
@@ -156,13 +152,13 @@ pub fn poll_account(
         put_away(config, account, &path)?;
     }
     let home = config.spool.dir.join(&account.login);
-    for path in pending(&home).map_err(|e| internal(&home, e))? {
+    for path in pending(&home).map_err(|e| Rejection::internal(home.display(), e))? {
         let to = work.join(path.file_name().expect("a file"));
         match move_file(&path, &to) {
             Ok(()) => {}
             // Deleted by the customer meanwhile.
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(internal(&path, e)),
+            Err(e) => return Err(Rejection::internal(path.display(), e)),
         }
         reports.push(ingest(config, zones, queue, &to, account, Utc::now())?);
         put_away(config, account, &to)?;

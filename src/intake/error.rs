@@ -109,6 +109,12 @@ impl Rejection {
             message: message.into(),
         }
     }
+
+    /// An `INTERNAL_ERROR`: `what` failed because of `cause` (not the
+    /// archive's fault: a full disk, a permission).
+    pub fn internal(what: impl fmt::Display, cause: impl fmt::Display) -> Self {
+        Rejection::new(ErrorCode::InternalError, format!("{what}: {cause}"))
+    }
 }
 
 impl fmt::Display for Rejection {

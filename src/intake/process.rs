@@ -89,6 +89,30 @@ pub struct Job<'a> {
     pub seen: Option<&'a SeenBatch<'a>>,
 }
 
+impl<'a> Job<'a> {
+    /// The job for the archive at `path`, which arrived as `arrival`.
+    pub fn new(
+        path: &'a Path,
+        arrival: &'a Arrival,
+        account: &'a Account,
+        limits: Limits,
+        zones: &'a dyn ZoneResolver,
+        now: DateTime<Utc>,
+        seen: Option<&'a SeenBatch<'a>>,
+    ) -> Job<'a> {
+        Job {
+            path,
+            file_name: &arrival.file_name,
+            account,
+            limits,
+            zones,
+            now,
+            received_at: arrival.received_at,
+            seen,
+        }
+    }
+}
+
 /// An archive file as it arrived.
 pub struct Arrival {
     pub file_name: String,

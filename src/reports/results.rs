@@ -22,9 +22,9 @@ const CSV_HEADER: &str =
     "line;phone;status;code;error;message_id;send_at;expires_at;timezone;segments";
 
 fn internal(path: &Path, e: io::Error) -> Rejection {
-    Rejection::new(
-        ErrorCode::InternalError,
-        format!("cannot write results file {}: {e}", path.display()),
+    Rejection::internal(
+        format_args!("cannot write results file {}", path.display()),
+        e,
     )
 }
 
