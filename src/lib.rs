@@ -3,38 +3,38 @@
 //!
 //! # Layout
 //!
-//! The pipeline is the architecture; each stage is one module:
+//! The pipeline is the architecture; the folders show it, and imports run
+//! one way, from the top of this list to the bottom (docs/architecture.md):
 //!
 //! ```text
-//!  FTP/FTPS ─▶ landing ─▶ poller ─▶ archive ─▶ text ─▶ csv ─▶ format ─▶ message ─▶ queue
-//!  (front,     (.part +   (oldest   (zip,      (decode (records (template (phone,    + results
-//!   serve)      rename)    first)    limits)    lines)  bounded) /plain)   schedule…)
+//!  front ──▶ landing ──▶ poller ──▶ ingest ──▶ intake ──▶ queue ──▶ reports
+//!  (FTP/FTPS,  (.uploading  (oldest    (one       (archive →  (one      (results
+//!   logins,     + rename)    first,     archive    row         transaction  JSON/CSV)
+//!   caps)                    resume)    end to end) outcomes)   per archive)
 //! ```
 //!
-//! - [`serve`]: the FTP server, the poll loop and the HTTP listener in one
-//!   process; session caps, SIGHUP reload, systemd notification.
-//! - [`front`]: the FTP/FTPS front: session caps, logins and the login
-//!   guard, atomic landing with names, sizes and per-account storage.
-//! - [`http`], [`metrics`]: `/metrics` (Prometheus) and `/healthz`.
+//! - [`serve`]: wires it together: `serve::run(listeners, config, …)`; SIGHUP
+//!   reload.
+//! - [`front`]: what customers talk to: session caps, logins and the login
+//!   guard, the storage back-end (atomic landing, temporary names, quotas,
+//!   listings). SFTP will be a sibling of its FTP wiring.
 //! - [`poller`]: customers' folders → work → processed, one archive at a time
-//!   per account, resuming after a crash.
-//! - [`config`]: the TOML configuration, validated in one step.
-//! - [`batch`]: archive names `<login>_<YYYYMMDDhhmmss>.zip`.
-//! - [`archive`]: opens a zip, enforces `[limits]`, rejects hostile entries, finds
-//!   the layout, streams entries.
-//! - [`text`]: account encoding → UTF-8, `BAD_ENCODING` with the line.
-//! - [`csv`]: `;` CSV records with line numbers and bounded size.
-//! - [`format`]: the template and template-less formats.
-//! - [`message`]: per-row phone, sender, substitution, schedule, segments.
-//! - [`zone`]: subscriber time zones for `localtime=1`.
-//! - [`process`]: one archive end to end, rows to a [`process::RowSink`].
-//! - [`queue`]: the queue interface, the row spool, and the SQLite and
-//!   PostgreSQL back-ends, one transaction per archive.
-//! - [`results`]: results JSON and CSV for the customer, written atomically.
-//! - [`ingest`]: one archive into the queue and results (used by the poller and
-//!   `smsdrop ingest`).
+//!   per account, resuming after a crash; the poll scheduler.
+//! - [`ingest`]: one archive end to end: intake → queue → results.
+//! - [`intake`]: one archive → row outcomes, no queue and no file written:
+//!   names, zip, text, CSV, formats, messages, zones, customer error codes.
+//! - [`queue`]: the [`queue::Queue`] trait, typed errors, the back-end built
+//!   once ([`queue::Backend`]), SQLite and PostgreSQL, the row file. The SMPP
+//!   dispatcher (SPEC §12) will take due messages from here.
+//! - [`reports`]: what goes back to the customer: results (SPEC §7); delivery
+//!   reports (SPEC §13) next.
+//! - [`ops`]: what operators talk to: `/metrics` and `/healthz`, systemd.
+//! - [`config`]: the TOML configuration, validated in one step; the running
+//!   configuration and its reload.
 //! - [`check`]: the `smsdrop check` dry run and its output formats.
-//! - [`error`]: the customer-visible error codes.
+//! - Leaves used by several stages: [`metrics`] (Prometheus counters),
+//!   [`password`] (argon2id), [`writeback`] (asking the kernel to write back
+//!   early).
 
 pub mod check;
 pub mod config;
