@@ -15,10 +15,10 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 
 use smsdrop::intake::csv::Records;
 use smsdrop::intake::message::segments;
-use smsdrop::intake::message::sender::Sender;
 use smsdrop::intake::message::substitute::Template;
 use smsdrop::intake::message::{Message, RowOutcome};
 use smsdrop::intake::phone::Msisdn;
+use smsdrop::intake::sender::Sender;
 use smsdrop::intake::zone::NumberZones;
 use smsdrop::intake::{Status, Summary};
 use smsdrop::queue::{Queue, SqliteQueue};

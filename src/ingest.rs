@@ -119,7 +119,13 @@ pub fn ingest(
         Ok(Report { summary, fallbacks })
     })()?;
     let s = &report.summary;
-    crate::metrics::archive_processed(s, started.elapsed().as_secs_f64());
+    crate::metrics::archive_processed(crate::metrics::Processed {
+        status: s.status.as_str(),
+        code: s.error.as_ref().map_or("", |e| e.code.as_str()),
+        accepted: s.accepted,
+        rejected: s.rejected,
+        seconds: started.elapsed().as_secs_f64(),
+    });
     match &s.error {
         None => tracing::info!(
             batch = %s.batch, status = s.status.as_str(), rows = s.rows, accepted = s.accepted,

@@ -15,26 +15,28 @@
 //!
 //! - [`serve`]: wires it together: `serve::run(listeners, config, …)`; SIGHUP
 //!   reload.
+//! - [`ops`]: what operators talk to: `/metrics` and `/healthz` (which asks
+//!   the front whether a session can open), systemd.
 //! - [`front`]: what customers talk to: session caps, logins and the login
 //!   guard, the storage back-end (atomic landing, temporary names, quotas,
 //!   listings). SFTP will be a sibling of its FTP wiring.
 //! - [`poller`]: customers' folders → work → processed, one archive at a time
 //!   per account, resuming after a crash; the poll scheduler.
+//! - [`check`]: the `smsdrop check` dry run and its output formats.
 //! - [`ingest`]: one archive end to end: intake → queue → results.
-//! - [`intake`]: one archive → row outcomes, no queue and no file written:
-//!   names, zip, text, CSV, formats, messages, zones, customer error codes.
+//! - [`config`]: the TOML configuration, validated in one step; the running
+//!   configuration and its reload.
 //! - [`queue`]: the [`queue::Queue`] trait, typed errors, the back-end built
 //!   once ([`queue::Backend`]), SQLite and PostgreSQL, the row file. The SMPP
 //!   dispatcher (SPEC §12) will take due messages from here.
 //! - [`reports`]: what goes back to the customer: results (SPEC §7); delivery
 //!   reports (SPEC §13) next.
-//! - [`ops`]: what operators talk to: `/metrics` and `/healthz`, systemd.
-//! - [`config`]: the TOML configuration, validated in one step; the running
-//!   configuration and its reload.
-//! - [`check`]: the `smsdrop check` dry run and its output formats.
-//! - Leaves used by several stages: [`metrics`] (Prometheus counters),
-//!   [`password`] (argon2id), [`writeback`] (asking the kernel to write back
-//!   early).
+//! - [`intake`]: one archive → row outcomes, no queue and no file written:
+//!   names, zip, text, CSV, formats, phone, sender, messages, zones, customer
+//!   error codes.
+//! - Leaves, used by several stages and importing none: [`metrics`]
+//!   (Prometheus counters), [`password`] (argon2id), [`writeback`] (asking the
+//!   kernel to write back early).
 
 pub mod check;
 pub mod config;

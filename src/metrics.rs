@@ -13,8 +13,6 @@ use prometheus::{
     register_int_gauge,
 };
 
-use crate::intake::Summary;
-
 /// Archives processed, by outcome (`status`) and error code (`""` without one).
 pub static ARCHIVES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
@@ -131,19 +129,25 @@ pub static QUEUE_DEPTH: LazyLock<IntGauge> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+/// One processed archive, as the metrics count it.
+pub struct Processed<'a> {
+    /// `accepted`, `partially_accepted` or `rejected`.
+    pub status: &'a str,
+    /// The code of a whole-archive rejection, `""` without one.
+    pub code: &'a str,
+    pub accepted: u64,
+    pub rejected: u64,
+    pub seconds: f64,
+}
+
 /// Counts one processed archive.
-pub fn archive_processed(summary: &Summary, seconds: f64) {
-    let code = summary.error.as_ref().map_or("", |e| e.code.as_str());
-    ARCHIVES
-        .with_label_values(&[summary.status.as_str(), code])
-        .inc();
-    ROWS.with_label_values(&["accepted"])
-        .inc_by(summary.accepted);
-    ROWS.with_label_values(&["rejected"])
-        .inc_by(summary.rejected);
+pub fn archive_processed(p: Processed<'_>) {
+    ARCHIVES.with_label_values(&[p.status, p.code]).inc();
+    ROWS.with_label_values(&["accepted"]).inc_by(p.accepted);
+    ROWS.with_label_values(&["rejected"]).inc_by(p.rejected);
     // An archive rejected as a whole (DUPLICATE_BATCH included) accepts nothing.
-    MESSAGES_QUEUED.inc_by(summary.accepted);
-    PROCESSING_SECONDS.observe(seconds);
+    MESSAGES_QUEUED.inc_by(p.accepted);
+    PROCESSING_SECONDS.observe(p.seconds);
 }
 
 /// Registers every metric, so a scrape shows them at zero before their first

@@ -877,3 +877,20 @@ fn an_unsupported_compression_method_is_named() {
     );
     assert!(message.contains("BZIP2"), "{message}");
 }
+
+#[test]
+fn macos_and_windows_metadata_entries_are_ignored() {
+    let csv: &[u8] = b"TELRN_LONG;TEXT\n79031234567;from a Mac\n";
+    let bytes = zip_bytes(&[
+        ("sms/m.csv", csv),
+        ("sms/._m.csv", b"\x00\x05\x16\x07 AppleDouble"),
+        ("._m.csv", b"\x00\x05\x16\x07"),
+        ("__MACOSX/sms/._m.csv", b"\x00\x05\x16\x07"),
+        (".DS_Store", b"\x00\x00\x00\x01Bud1"),
+        ("sms/Thumbs.db", b"\xd0\xcf"),
+        ("desktop.ini", b"[.ShellClassInfo]"),
+    ]);
+    let r = run(&bytes);
+    assert_eq!(r.summary["status"], "accepted", "{:?}", r.summary);
+    assert_eq!(r.rows[0]["text"], "from a Mac");
+}

@@ -2,7 +2,7 @@
 //! no secrets.
 
 use super::*;
-use crate::intake::message::sender::Sender;
+use crate::intake::sender::Sender;
 
 /// What smsdrop would run with, for `smsdrop config check` (no secrets).
 pub fn describe(config: &Config, registry_ranges: usize) -> String {

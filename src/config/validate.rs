@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use super::*;
 use crate::intake::account::Account;
-use crate::intake::message::sender::Sender;
+use crate::intake::sender::Sender;
 
 /// The file as written; `accounts` are validated into [`AccountConfig`]s.
 #[derive(Debug, Deserialize)]

@@ -25,7 +25,7 @@
 //! such an entry is left out. A listing takes `-options` (stripped by the
 //! parser), a folder, a file, or a `*`/`?` pattern in its last component. An
 //! archive that landed stays listed and answers `SIZE`/`MDTM`/`MLST` for
-//! [`RECENT`] after its upload even when the poller has taken it already:
+//! [`RECENT`](crate::front::listing::RECENT) after its upload even when the poller has taken it already:
 //! rclone, WinSCP and others check an upload by listing its folder.
 
 use std::collections::HashSet;

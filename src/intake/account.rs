@@ -6,7 +6,7 @@
 use chrono_tz::Tz;
 use encoding_rs::Encoding;
 
-use crate::intake::message::sender::Sender;
+use crate::intake::sender::Sender;
 
 /// An account as intake sees it (SPEC §2).
 #[derive(Debug, Clone)]

@@ -163,7 +163,7 @@ impl Archive {
 
     /// Streams one entry's inflated bytes, enforcing the size and ratio limits on
     /// what is actually inflated. Errors are `io::Error`s wrapping a [`Rejection`]
-    /// (see [`rejection_from_io`]).
+    /// (see [`rejection_from_io`](crate::intake::error::rejection_from_io)).
     pub fn entry(&mut self, entry: &EntryRef) -> Result<LimitedEntry<'_>, Rejection> {
         let file = self.zip.by_index(entry.index).map_err(|e| match e {
             zip::result::ZipError::UnsupportedArchive(what) => Rejection::new(
@@ -282,11 +282,17 @@ fn unsafe_name(name: &str) -> Option<&'static str> {
 /// Where a file entry sits, for layout detection.
 fn placement(name: &str) -> Option<String> {
     let parts: Vec<&str> = name.split(['/', '\\']).collect();
-    match parts.as_slice() {
-        [file] => Some(file.to_lowercase()),
-        [dir, file] if dir.eq_ignore_ascii_case("sms") => Some(file.to_lowercase()),
-        _ => None,
-    }
+    let file = match parts.as_slice() {
+        [file] => file.to_lowercase(),
+        [dir, file] if dir.eq_ignore_ascii_case("sms") => file.to_lowercase(),
+        _ => return None,
+    };
+    // What macOS and Windows add to an archive made in their file managers
+    // (SPEC §3): `._name` (AppleDouble, also under `__MACOSX/`), `.DS_Store`,
+    // `Thumbs.db`, `desktop.ini`.
+    let metadata = file.starts_with("._")
+        || matches!(file.as_str(), ".ds_store" | "thumbs.db" | "desktop.ini");
+    (!metadata).then_some(file)
 }
 
 fn detect_layout(files: &[(usize, String)]) -> Result<Layout, Rejection> {

@@ -13,9 +13,13 @@
 //! - [`text`]: the account's encoding → UTF-8, `BAD_ENCODING` with the line.
 //! - [`csv`]: `;` CSV records with line numbers, bounded in size.
 //! - [`format`]: the template and template-less formats.
-//! - [`message`]: per row: phone, sender, substitution, schedule, segments.
+//! - [`phone`], [`sender`]: the phone number and the sender of a message.
+//! - [`message`]: per row: substitution, schedule, segments, the outcome.
 //! - [`zone`]: subscriber time zones for `localtime=1`.
 //! - [`error`]: the error codes customers see.
+//! - [`account`]: what intake knows of an account, and its limits.
+//! - [`row`]: the [`RowSink`] rows go to, the [`Context`] and [`Tally`] of
+//!   the parsers.
 //! - [`process`]: one archive end to end, rows to a [`RowSink`].
 //!
 //! Nothing here imports a stage above it (the queue, the results, the
@@ -31,6 +35,7 @@ pub mod message;
 pub mod phone;
 pub mod process;
 pub mod row;
+pub mod sender;
 pub mod text;
 pub mod zone;
 

@@ -579,8 +579,8 @@ impl<R: Read> SpoolReader<R> {
 mod tests {
     use super::*;
     use crate::intake::message::segments::SmsEncoding;
-    use crate::intake::message::sender::Sender;
     use crate::intake::phone::Msisdn;
+    use crate::intake::sender::Sender;
     use crate::intake::{Status, Summary};
     use chrono::{TimeZone, Utc};
 

@@ -11,10 +11,10 @@ use crate::intake::error::rejection_from_io;
 use crate::intake::error::{ErrorCode, Rejection, shown};
 use crate::intake::format::open_csv;
 use crate::intake::message::schedule::parse_senddate;
-use crate::intake::message::sender::Sender;
 use crate::intake::message::substitute::Template;
 use crate::intake::message::{Builder, RowInput};
 use crate::intake::row::{Context, RowSink, Tally};
+use crate::intake::sender::Sender;
 
 /// The validated data row of template.csv.
 #[derive(Debug)]

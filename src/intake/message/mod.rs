@@ -7,7 +7,6 @@
 
 pub mod schedule;
 pub mod segments;
-pub mod sender;
 pub mod substitute;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -17,10 +16,10 @@ use std::sync::Arc;
 use crate::intake::account::Account;
 use crate::intake::error::{ErrorCode, Rejection, shown};
 use crate::intake::phone::Msisdn;
+use crate::intake::sender::Sender;
 use crate::intake::zone::{Fallback, ZoneResolver};
 use schedule::{Schedule, local_to_utc, parse_senddate, rfc3339};
 use segments::SmsEncoding;
-use sender::Sender;
 
 /// An accepted message, ready for the queue (SPEC §8).
 #[derive(Debug, Clone, PartialEq)]

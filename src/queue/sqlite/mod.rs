@@ -399,8 +399,9 @@ mod tests {
     use crate::intake::Status;
     use crate::intake::error::{ErrorCode, Rejection};
     use crate::intake::message::segments::SmsEncoding;
-    use crate::intake::message::{Message, RowOutcome, sender::Sender};
+    use crate::intake::message::{Message, RowOutcome};
     use crate::intake::phone::Msisdn;
+    use crate::intake::sender::Sender;
 
     const BATCH: &str = "g_20261123070000";
 
