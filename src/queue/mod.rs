@@ -185,6 +185,8 @@ enum Opened {
         rate: Arc<sqlite::InsertRate>,
     },
     Postgres(postgres::Pool),
+    /// Dropped (see `Drop`).
+    Closed,
 }
 
 impl Backend {
@@ -220,6 +222,7 @@ impl Backend {
                 pool,
                 self.state_dir.clone(),
             )?),
+            Opened::Closed => return Err(failed("connect", "the queue is closed")),
         })
     }
 
@@ -230,7 +233,22 @@ impl Backend {
                 SqliteQueue::open_read_only(path)?
                     .ok_or_else(|| failed("open", "the queue database is gone"))?,
             )),
-            Opened::Postgres(_) => self.writer(),
+            Opened::Postgres(_) | Opened::Closed => self.writer(),
+        }
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        // Closing a PostgreSQL connection blocks (the client runs a small
+        // runtime of its own), which must not happen on an async worker,
+        // where the last holder (a finished task) may drop the back-end.
+        if let Opened::Postgres(pool) = &self.kind
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            let pool = pool.clone();
+            self.kind = Opened::Closed;
+            std::thread::spawn(move || drop(pool));
         }
     }
 }
