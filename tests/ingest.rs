@@ -390,3 +390,66 @@ fn postgres_over_tls_verifies_the_server_certificate() {
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("TLS"), "{}", out.stderr);
 }
+
+/// A PostgreSQL queue of schema version 1 (messages keyed by `(batch, line)`)
+/// is migrated at start-up to version 2 (keyed by `id = seq << 32 | line`):
+/// the stored messages get their keys, and the next archive goes on from there.
+#[test]
+fn a_postgres_queue_of_schema_1_is_migrated() {
+    let Some(url) = test_database() else { return };
+    let mut db = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+    db.batch_execute(
+        "CREATE TABLE smsdrop_schema (version integer NOT NULL);
+         INSERT INTO smsdrop_schema VALUES (1);
+         CREATE TABLE batches (
+             batch text PRIMARY KEY, seq bigint GENERATED ALWAYS AS IDENTITY,
+             account text NOT NULL, status text NOT NULL, format text NOT NULL,
+             rows bigint NOT NULL, accepted bigint NOT NULL, rejected bigint NOT NULL,
+             received_at timestamptz NOT NULL, processed_at timestamptz NOT NULL,
+             summary text NOT NULL, finished_at timestamptz);
+         CREATE TABLE messages (
+             message_id text NOT NULL, batch text NOT NULL, account text NOT NULL,
+             line bigint NOT NULL, phone text NOT NULL, sender text NOT NULL,
+             text text NOT NULL, encoding text NOT NULL, segments integer NOT NULL,
+             send_at timestamptz NOT NULL, expires_at timestamptz NOT NULL,
+             timezone text NOT NULL, status text NOT NULL DEFAULT 'queued',
+             PRIMARY KEY (batch, line));
+         CREATE INDEX messages_due ON messages (send_at) WHERE status = 'queued';
+         INSERT INTO batches (batch, account, status, format, rows, accepted, rejected,
+             received_at, processed_at, summary, finished_at)
+         VALUES ('guest_20261123060000', 'guest', 'accepted', 'plain', 1, 1, 0,
+             now(), now(), '{}', now());
+         INSERT INTO messages (message_id, batch, account, line, phone, sender, text,
+             encoding, segments, send_at, expires_at, timezone)
+         VALUES ('guest_20261123060000:2', 'guest_20261123060000', 'guest', 2,
+             '79031234567', 'TESTSMS', 'old', 'gsm7', 1, now(), now(), 'Europe/Moscow');",
+    )
+    .unwrap();
+    let spool = Spool::new(Backend::Postgres(url.clone()), "");
+    let (code, _) = spool.ingest(
+        "guest_20261123070000.zip",
+        &template_zip("phone\n79031234567\n", TEMPLATE),
+    );
+    assert_eq!(code, 0);
+    let version: i32 = db
+        .query_one("SELECT max(version) FROM smsdrop_schema", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(version, 2);
+    let keys: Vec<(String, i64)> = db
+        .query("SELECT message_id, id FROM messages ORDER BY id", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("guest_20261123060000:2".to_owned(), 1 << 32 | 2),
+            ("guest_20261123070000:2".to_owned(), 2 << 32 | 2),
+        ]
+    );
+    let listed = spool.listed(None);
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0]["text"], "old");
+}

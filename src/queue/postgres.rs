@@ -1,8 +1,10 @@
 //! The PostgreSQL back-end of the queue (SPEC §8 scale-out): the same tables as
 //! SQLite, times as `timestamptz`, created or migrated at startup under an
 //! advisory lock (idempotent, versioned in `smsdrop_schema`). Rows are spooled
-//! while the archive is read and enter the queue with `COPY` in the commit's
-//! transaction, together with the batch record.
+//! while the archive is read and enter the queue from another thread at the
+//! same time, with one binary `COPY` in the transaction that then inserts the
+//! batch record and commits. Messages are keyed by `seq << 32 | line`, as in
+//! SQLite, with the batch's `seq` taken when the copy starts.
 //!
 //! Connections come from the back-end's pool (r2d2), made once at start-up
 //! ([`crate::queue::Backend::open`]). Several nodes share one
@@ -30,7 +32,7 @@ use crate::intake::batch::BatchId;
 use crate::intake::format::Format;
 use crate::intake::message::schedule::rfc3339;
 use crate::intake::{RowSink, Summary};
-use crate::queue::rowfile::{Tail, spool_pipelined};
+use crate::queue::rowfile::{Tail, changed, spool_pipelined};
 use crate::queue::{Queue, QueueError, QueuedMessage, StagedBatch, Stats, failed};
 
 pub type Pool = r2d2::Pool<PostgresConnectionManager<MakeRustlsConnect>>;
@@ -73,7 +75,7 @@ fn tls(ca: &Path) -> Result<MakeRustlsConnect, QueueError> {
 }
 
 /// Version of the schema below.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// Any key; the same on every node, so one migrates while the others wait.
 const MIGRATION_LOCK: i64 = 0x736d_7364_726f_7001;
@@ -94,6 +96,7 @@ CREATE TABLE IF NOT EXISTS batches (
     finished_at  timestamptz
 );
 CREATE TABLE IF NOT EXISTS messages (
+    id          bigint PRIMARY KEY,  -- batches.seq << 32 | line
     message_id  text NOT NULL,
     batch       text NOT NULL,       -- a batches row, inserted in the same transaction
     account     text NOT NULL,
@@ -106,10 +109,20 @@ CREATE TABLE IF NOT EXISTS messages (
     send_at     timestamptz NOT NULL,
     expires_at  timestamptz NOT NULL,
     timezone    text NOT NULL,
-    status      text NOT NULL DEFAULT 'queued',
-    PRIMARY KEY (batch, line)
+    status      text NOT NULL DEFAULT 'queued'
 );
 CREATE INDEX IF NOT EXISTS messages_due ON messages (send_at) WHERE status = 'queued';
+";
+
+/// Version 1 keyed messages by `(batch, line)`, a text-and-integer B-tree
+/// search at every insert; version 2 by an integer that grows with every
+/// batch, as SQLite's version 3 does (`batches.seq << 32 | line`), taken
+/// before the copy starts. The old key goes, the new one is filled in.
+const MIGRATE_TO_2: &str = "
+ALTER TABLE messages ADD COLUMN id bigint;
+UPDATE messages m SET id = (b.seq << 32) | m.line FROM batches b WHERE b.batch = m.batch;
+ALTER TABLE messages DROP CONSTRAINT messages_pkey;
+ALTER TABLE messages ADD PRIMARY KEY (id);
 ";
 
 /// RFC 3339 UTC text with whole seconds, as SQLite stores it.
@@ -167,6 +180,12 @@ fn migrate(client: &mut Client) -> Result<(), QueueError> {
             ));
         }
         Some(v) if v == SCHEMA_VERSION => {}
+        Some(1) => {
+            tx.batch_execute(MIGRATE_TO_2)
+                .map_err(|e| failed("migration 1→2", e))?;
+            tx.execute("UPDATE smsdrop_schema SET version = $1", &[&SCHEMA_VERSION])
+                .map_err(|e| failed("schema", e))?;
+        }
         _ => {
             tx.batch_execute(SCHEMA).map_err(|e| failed("schema", e))?;
             tx.execute("DELETE FROM smsdrop_schema", &[])
@@ -253,16 +272,26 @@ impl Queue for PostgresQueue {
         let client: &'q mut Client = self.client.get_mut();
         let (summary, copied) = spool_pipelined(&self.spool_dir, process, move |tail| {
             let mut tx = client.transaction()?;
-            copy_rows(&mut tx, tail, account)?;
-            Ok::<_, CopyFailed>((!tail.void()).then_some(tx))
+            // The batch's commit-order number, taken now: the messages' key
+            // is made of it (a sequence: a rolled-back batch leaves a gap).
+            let seq: i64 = tx
+                .query_one(
+                    "SELECT nextval(pg_get_serial_sequence('batches', 'seq'))",
+                    &[],
+                )?
+                .get(0);
+            copy_rows(&mut tx, tail, account, seq)?;
+            Ok::<_, CopyFailed>((!tail.void()).then_some((tx, seq)))
         })?;
-        let tx = match copied {
-            Ok(tx) => tx,
+        let (tx, seq) = match copied {
+            Ok(Some((tx, seq))) => (Some(tx), seq),
+            Ok(None) => (None, 0),
             Err(CopyFailed::Db(e)) => return Err(duplicate_or_failed(&summary, "copy", e)),
             Err(CopyFailed::Io(e)) => return Err(failed("copy", e)),
         };
         Ok(Box::new(Staged {
             tx,
+            seq,
             account: account.to_owned(),
             summary,
         }))
@@ -320,8 +349,8 @@ impl Queue for PostgresQueue {
             "SELECT m.message_id, m.line, m.phone, m.sender, m.text, m.encoding, m.segments,
                     to_char(m.send_at AT TIME ZONE 'UTC', {AS_TEXT}),
                     to_char(m.expires_at AT TIME ZONE 'UTC', {AS_TEXT}), m.timezone, m.status
-               FROM messages m JOIN batches b ON b.batch = m.batch
-              WHERE $1::text IS NULL OR m.batch = $1 ORDER BY b.seq, m.line"
+               FROM messages m
+              WHERE $1::text IS NULL OR m.batch = $1 ORDER BY m.id"
         );
         let mut client = self.client.borrow_mut();
         let mut tx = client.transaction().map_err(|e| failed("list", e))?;
@@ -363,6 +392,8 @@ impl Queue for PostgresQueue {
 /// the archive was rejected as a whole).
 struct Staged<'q> {
     tx: Option<postgres::Transaction<'q>>,
+    /// The batch's commit-order number, which its messages' keys hold.
+    seq: i64,
     account: String,
     summary: Summary,
 }
@@ -375,6 +406,7 @@ impl StagedBatch for Staged<'_> {
     fn commit(self: Box<Self>) -> Result<Summary, QueueError> {
         let Staged {
             tx,
+            seq,
             account,
             summary,
         } = *self;
@@ -387,8 +419,9 @@ impl StagedBatch for Staged<'_> {
         let (received, processed) = (rfc3339(summary.received_at), rfc3339(summary.processed_at));
         tx.execute(
             "INSERT INTO batches (batch, account, status, format, rows, accepted, rejected,
-             received_at, processed_at, summary)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text::timestamptz, $9::text::timestamptz, $10)",
+             received_at, processed_at, summary, seq) OVERRIDING SYSTEM VALUE
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text::timestamptz, $9::text::timestamptz,
+                     $10, $11)",
             &[
                 &summary.batch,
                 &account,
@@ -400,6 +433,7 @@ impl StagedBatch for Staged<'_> {
                 &received,
                 &processed,
                 &summary_json,
+                &seq,
             ],
         )
         .map_err(|e| duplicate_or_failed(&summary, "batch record", e))?;
@@ -428,61 +462,83 @@ impl From<std::io::Error> for CopyFailed {
     }
 }
 
-/// Copies the rows of `tail` into `messages` as they come (CSV, every field
-/// quoted, quotes doubled).
+/// Copies the rows of `tail` into `messages` as they come, in COPY's binary
+/// format: PostgreSQL then parses no text (a timestamp from text cost more
+/// than storing it), and values that rows share (batch, sender, times, zone)
+/// are encoded once, when they change.
 fn copy_rows(
     tx: &mut postgres::Transaction<'_>,
     tail: &mut Tail,
     account: &str,
+    seq: i64,
 ) -> Result<(), CopyFailed> {
     let mut copy = tx.copy_in(
-        "COPY messages (message_id, batch, account, line, phone, sender, text, \
-         encoding, segments, send_at, expires_at, timezone) FROM STDIN (FORMAT csv)",
+        "COPY messages (id, message_id, batch, account, line, phone, sender, text, \
+         encoding, segments, send_at, expires_at, timezone) FROM STDIN (FORMAT binary)",
     )?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, &mut copy);
-    fn quoted(out: &mut impl Write, field: &[u8]) -> std::io::Result<()> {
-        out.write_all(b"\"")?;
-        for (i, part) in field.split(|&b| b == b'"').enumerate() {
-            if i > 0 {
-                out.write_all(b"\"\"")?;
-            }
-            out.write_all(part)?;
-        }
-        out.write_all(b"\"")
-    }
-    let mut message_id = Vec::new();
+    // Header: signature, flags, no extension.
+    out.write_all(b"PGCOPY\n\xff\r\n\0")?;
+    out.write_all(&0i32.to_be_bytes())?;
+    out.write_all(&0i32.to_be_bytes())?;
+    let (mut send_at, mut expires_at) = (0i64, 0i64);
+    let mut line_text = Vec::with_capacity(20);
     while let Some(row) = tail.next_row()? {
-        message_id.clear();
-        message_id.extend_from_slice(row.batch);
-        write!(message_id, ":{}", row.line)?;
-        for (i, field) in [
-            message_id.as_slice(),
-            row.batch,
-            account.as_bytes(),
-            row.line.to_string().as_bytes(),
-            row.phone,
-            row.sender,
-            row.text,
-            row.encoding,
-            row.segments.to_string().as_bytes(),
-            row.send_at,
-            row.expires_at,
-            row.timezone,
-        ]
-        .iter()
-        .enumerate()
-        {
-            if i > 0 {
-                out.write_all(b",")?;
-            }
-            quoted(&mut out, field)?;
+        if row.changed & changed::SEND_AT != 0 {
+            send_at = pg_micros(row.send_at)?;
         }
-        out.write_all(b"\n")?;
+        if row.changed & changed::EXPIRES_AT != 0 {
+            expires_at = pg_micros(row.expires_at)?;
+        }
+        line_text.clear();
+        write!(line_text, "{}", row.line)?;
+        let line = line_text.as_slice();
+        out.write_all(&13i16.to_be_bytes())?;
+        int8(&mut out, seq << 32 | row.line)?;
+        out.write_all(&((row.batch.len() + 1 + line.len()) as i32).to_be_bytes())?;
+        out.write_all(row.batch)?;
+        out.write_all(b":")?;
+        out.write_all(line)?;
+        text(&mut out, row.batch)?;
+        text(&mut out, account.as_bytes())?;
+        int8(&mut out, row.line)?;
+        text(&mut out, row.phone)?;
+        text(&mut out, row.sender)?;
+        text(&mut out, row.text)?;
+        text(&mut out, row.encoding)?;
+        out.write_all(&4i32.to_be_bytes())?;
+        out.write_all(&(row.segments as i32).to_be_bytes())?;
+        int8(&mut out, send_at)?;
+        int8(&mut out, expires_at)?;
+        text(&mut out, row.timezone)?;
     }
+    // Trailer.
+    out.write_all(&(-1i16).to_be_bytes())?;
     out.flush()?;
     drop(out);
     copy.finish()?;
     Ok(())
+}
+
+/// A text field of COPY's binary format: its length, its bytes.
+fn text(out: &mut impl Write, value: &[u8]) -> std::io::Result<()> {
+    out.write_all(&(value.len() as i32).to_be_bytes())?;
+    out.write_all(value)
+}
+
+/// An 8-byte field (`bigint`, `timestamptz`).
+fn int8(out: &mut impl Write, value: i64) -> std::io::Result<()> {
+    out.write_all(&8i32.to_be_bytes())?;
+    out.write_all(&value.to_be_bytes())
+}
+
+/// A UTC RFC 3339 time as `timestamptz` holds it: microseconds since
+/// 2000-01-01 00:00:00 UTC.
+fn pg_micros(rfc3339: &[u8]) -> std::io::Result<i64> {
+    const PG_EPOCH_UNIX_SECS: i64 = 946_684_800;
+    let text = std::str::from_utf8(rfc3339).map_err(std::io::Error::other)?;
+    let t = chrono::DateTime::parse_from_rfc3339(text).map_err(std::io::Error::other)?;
+    Ok((t.timestamp() - PG_EPOCH_UNIX_SECS) * 1_000_000 + i64::from(t.timestamp_subsec_micros()))
 }
 
 /// A unique-key violation means another node committed the batch first.

@@ -3,9 +3,9 @@
 //! Invariants:
 //! - One transaction per archive holds the batch record and all its messages, so a
 //!   crash leaves either the whole batch or nothing.
-//! - `batches.batch` and `messages (batch, line)` are primary keys (and
-//!   `message_id` is `<batch>:<line>`): the same archive can never be queued
-//!   twice, even by two racing processes.
+//! - `batches.batch` and `messages.id` (`seq << 32 | line`) are primary keys
+//!   (and `message_id` is `<batch>:<line>`): the same archive can never be
+//!   queued twice, even by two racing processes.
 //! - Only archives processed without an archive-level error get a batch record
 //!   (they may still have every row rejected). An archive rejected as a whole
 //!   queued nothing, so uploading it again under the same name is allowed.
