@@ -14,7 +14,31 @@ use std::time::{Duration, Instant};
 use common::server::*;
 use common::*;
 
-fn node(env: &Env, i: usize, url: &str, accounts: &str) -> (Child, u16) {
+/// A node's process, killed when dropped: a failing test leaves no node
+/// behind (one kept polling a database that was gone, for good).
+struct Node(Child);
+
+impl std::ops::Deref for Node {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Node {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn node(env: &Env, i: usize, url: &str, accounts: &str) -> (Node, u16) {
     let (port, http, pasv) = (free_port(), free_port(), free_port());
     let root = env.dir.path().to_str().unwrap();
     let config = env.path(&format!("node{i}.toml"));
@@ -41,7 +65,7 @@ fn node(env: &Env, i: usize, url: &str, accounts: &str) -> (Child, u16) {
         assert!(Instant::now() < deadline, "node {i} did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
-    (child, port)
+    (Node(child), port)
 }
 
 fn archive(rows: usize) -> Vec<u8> {
@@ -63,7 +87,7 @@ fn three_nodes_one_killed_every_archive_once_in_order() {
             "[[accounts]]\nlogin = \"{login}\"\npassword_hash = \"{HASH}\"\nsenders = [\"TESTSMS\"]\n"
         ));
     }
-    let mut nodes: Vec<(Child, u16)> = (0..3).map(|i| node(&env, i, &url, &accounts)).collect();
+    let mut nodes: Vec<(Node, u16)> = (0..3).map(|i| node(&env, i, &url, &accounts)).collect();
     let per_account = 75;
     // Mostly small archives, every tenth a large one, so that the kill is
     // likely to catch a node in the middle of one.
