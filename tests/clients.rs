@@ -776,3 +776,47 @@ fn busybox_wget_and_a_filepart_rename() {
     );
     assert_eq!(server.result("guest", &name)["status"], "accepted");
 }
+
+/// `lftp mirror -R` uploads a folder of archives (and sends `SITE CHMOD`
+/// after each); `mirror` brings the results back.
+#[test]
+fn lftp_mirrors_archives_up_and_results_down() {
+    if !have("lftp") {
+        return;
+    }
+    let server = Server::start();
+    let up = server.env.path("up");
+    std::fs::create_dir_all(&up).unwrap();
+    for i in 0..3 {
+        std::fs::write(up.join(format!("{}.zip", batch(i))), sample("mirrored")).unwrap();
+    }
+    let url = format!("ftp://127.0.0.1:{}", server.port);
+    ok(&run(
+        "lftp",
+        &[
+            "-e",
+            &format!("set net:max-retries 1; mirror -R {} /; bye", up.display()),
+            "-u",
+            "guest,guest",
+            &url,
+        ],
+    ));
+    for i in 0..3 {
+        assert_eq!(server.result("guest", &batch(i))["status"], "accepted");
+    }
+    let down = server.env.path("down");
+    ok(&run(
+        "lftp",
+        &[
+            "-e",
+            &format!(
+                "set net:max-retries 1; mirror results {}; bye",
+                down.display()
+            ),
+            "-u",
+            "guest,guest",
+            &url,
+        ],
+    ));
+    assert!(down.join(format!("{}.json", batch(0))).exists());
+}
