@@ -13,6 +13,35 @@ use common::ctl::*;
 use common::server::*;
 use common::*;
 
+/// The TCP ports process `pid` listens on (its sockets in LISTEN state).
+fn listening_ports(pid: u32) -> Vec<u16> {
+    let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|link| {
+            let link = link.to_string_lossy().into_owned();
+            Some(link.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+        })
+        .collect();
+    let mut ports = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        for line in std::fs::read_to_string(table)
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+        {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() > 9 && fields[3] == "0A" && inodes.contains(fields[9]) {
+                let port = fields[1].rsplit(':').next().unwrap();
+                ports.push(u16::from_str_radix(port, 16).unwrap());
+            }
+        }
+    }
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+}
+
 fn peak_rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
@@ -484,13 +513,24 @@ fn a_session_holds_one_passive_port_at_a_time() {
     for _ in 0..20 {
         ports.push(ctl.pasv());
     }
-    let last = *ports.last().unwrap();
-    let listening: Vec<_> = ports[..ports.len() - 1]
-        .iter()
-        .filter(|a| a.port() != last.port())
-        .filter(|a| TcpStream::connect_timeout(a, Duration::from_secs(1)).is_ok())
-        .collect();
-    assert!(listening.is_empty(), "still listening: {listening:?}");
+    let last = ports.last().unwrap().port();
+    // The server's own listening sockets (other tests' servers may use the
+    // same ports: connecting would not tell whose they are).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let passive: Vec<u16> = listening_ports(server.child.id())
+            .into_iter()
+            .filter(|p| ports.iter().any(|a| a.port() == *p))
+            .collect();
+        if passive == [last] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "passive ports listening: {passive:?} (the last PASV's: {last})"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // Another customer still gets a port.
     let mut other = Ctl::open(server.port);
     assert!(other.login("other", "guest").starts_with("230"));
