@@ -173,14 +173,21 @@ fn healthz_is_503_when_no_session_can_be_opened() {
         start("max_sessions = 4\nmax_sessions_per_ip = 2\nmax_unauthenticated_per_ip = 2\n");
     let (status, body) = http_get(server.http_port, "/healthz");
     assert_eq!(status, 200, "{body}");
-    // Full of connections waiting to log in: a newcomer would still get in.
+    // Full of connections waiting to log in: the caps are full (a newcomer
+    // from another address would displace one, but the operator is told).
     let waiting: Vec<Ctl> = ["127.0.0.2", "127.0.0.2", "127.0.0.3", "127.0.0.3"]
         .iter()
         .map(|src| Ctl::open_from(src, server.port))
         .collect();
     let (status, body) = http_get(server.http_port, "/healthz");
-    assert_eq!(status, 200, "{body}");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("displacing"), "{body}");
     drop(waiting);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while http_get(server.http_port, "/healthz").0 != 200 {
+        assert!(Instant::now() < deadline, "still 503 with the caps free");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // Full of logged-in sessions: nobody else gets in.
     let mut held = Vec::new();
     for src in ["127.0.0.4", "127.0.0.4", "127.0.0.5", "127.0.0.5"] {

@@ -131,13 +131,14 @@ async fn handle(
                 let (open, waiting, max) = probe.limits.usage();
                 let usage = format!("{open} of {max} sessions in use, {waiting} not logged in");
                 if probe.limits.full() {
-                    return Err(format!("no new session can be opened: {usage}"));
-                }
-                if open >= max {
-                    // Connecting would displace a waiting connection.
-                    return Ok(format!(
-                        "{usage}; a newcomer takes the place of one not logged in"
-                    ));
+                    return Err(if waiting > 0 {
+                        format!(
+                            "caps full: {usage}; only a newcomer from a less busy address \
+                             gets in, displacing one not logged in"
+                        )
+                    } else {
+                        format!("caps full, no new session can be opened: {usage}")
+                    });
                 }
                 ftp_answers(probe.ftp)
                     .await
