@@ -52,11 +52,20 @@ fn left_in_home(server: &Server) -> Vec<String> {
     names
 }
 
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done() {
-        assert!(Instant::now() < deadline, "{what}");
-        std::thread::sleep(Duration::from_millis(50));
+/// A folder `name` of the test's own holding three archives of `text`,
+/// batches 0 to 2.
+fn three_archives(server: &Server, name: &str, text: &str) -> std::path::PathBuf {
+    let dir = server.env.path(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    for i in 0..3 {
+        std::fs::write(dir.join(format!("{}.zip", batch(i))), sample(text)).unwrap();
+    }
+    dir
+}
+
+fn three_accepted(server: &Server) {
+    for i in 0..3 {
+        assert_eq!(server.result("guest", &batch(i))["status"], "accepted");
     }
 }
 
@@ -109,11 +118,7 @@ fn rclone_copies_once_and_its_post_upload_check_finds_the_archive() {
         return;
     }
     let server = Server::start();
-    let dir = server.env.path("rclone");
-    std::fs::create_dir_all(&dir).unwrap();
-    for i in 0..3 {
-        std::fs::write(dir.join(format!("{}.zip", batch(i))), sample("rclone")).unwrap();
-    }
+    let dir = three_archives(&server, "rclone", "rclone");
     let obscured = ok(&run("rclone", &["obscure", "guest"])).trim().to_owned();
     let port = server.port.to_string();
     let out = run(
@@ -137,9 +142,7 @@ fn rclone_copies_once_and_its_post_upload_check_finds_the_archive() {
     );
     let text = ok(&out);
     assert!(!text.contains("ERROR"), "{text}");
-    for i in 0..3 {
-        assert_eq!(server.result("guest", &batch(i))["status"], "accepted");
-    }
+    three_accepted(&server);
     std::thread::sleep(Duration::from_millis(500));
     let results: Vec<_> = std::fs::read_dir(server.home("guest").join("results"))
         .unwrap()
@@ -224,7 +227,9 @@ fn uploads_under_a_temporary_name_land_when_renamed() {
         results.iter().all(|n| n.starts_with("guest_")),
         "{results:?}"
     );
-    wait_until("archives picked up", || left_in_home(&server).is_empty());
+    wait_until("archives picked up", Duration::from_secs(20), || {
+        left_in_home(&server).is_empty()
+    });
     // A temporary upload that is never renamed stays, untouched.
     let b = server.local("b.zip", &sample("kept"));
     assert_eq!(
@@ -551,7 +556,9 @@ fn a_just_landed_archive_answers_size_mdtm_and_mlst_for_a_while() {
     );
     // Upper-case extension: an archive too.
     assert_eq!(server.result("guest", &batch(1))["status"], "accepted");
-    wait_until("archive picked up", || left_in_home(&server).is_empty());
+    wait_until("archive picked up", Duration::from_secs(20), || {
+        left_in_home(&server).is_empty()
+    });
     let mut ctl = Ctl::open(server.port);
     assert!(ctl.login("guest", "guest").starts_with("230"));
     let r = ctl.cmd(&format!("SIZE {name}"));
@@ -752,11 +759,7 @@ fn busybox_wget_and_a_filepart_rename() {
             .current_dir(&into)
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        ok(&out);
         assert_eq!(std::fs::read(into.join("w.json")).unwrap(), b"{\"w\":1}");
     }
     // WinSCP's temporary name, then its rename.
@@ -785,11 +788,7 @@ fn lftp_mirrors_archives_up_and_results_down() {
         return;
     }
     let server = Server::start();
-    let up = server.env.path("up");
-    std::fs::create_dir_all(&up).unwrap();
-    for i in 0..3 {
-        std::fs::write(up.join(format!("{}.zip", batch(i))), sample("mirrored")).unwrap();
-    }
+    let up = three_archives(&server, "up", "mirrored");
     let url = format!("ftp://127.0.0.1:{}", server.port);
     ok(&run(
         "lftp",
@@ -801,9 +800,7 @@ fn lftp_mirrors_archives_up_and_results_down() {
             &url,
         ],
     ));
-    for i in 0..3 {
-        assert_eq!(server.result("guest", &batch(i))["status"], "accepted");
-    }
+    three_accepted(&server);
     let down = server.env.path("down");
     ok(&run(
         "lftp",

@@ -352,15 +352,10 @@ fn a_full_disk_leaves_the_archive_for_a_retry() {
     land(&home, "guest_20261123070000.zip", &bytes);
 
     // The failure: counted, logged, the archive kept, no results.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    wait_until("no archive error counted", Duration::from_secs(60), || {
         let (_, metrics) = http_get(server.http_port, "/metrics");
-        if sample_value(&metrics, "smsdrop_archive_errors_total", &[]).is_some_and(|n| n >= 1.0) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no archive error counted");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        sample_value(&metrics, "smsdrop_archive_errors_total", &[]).is_some_and(|n| n >= 1.0)
+    });
     let work = server.env.path("state/work/guest/guest_20261123070000.zip");
     assert!(work.exists(), "the archive waits in work/");
     let results = home.join("results");

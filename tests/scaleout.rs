@@ -60,11 +60,11 @@ fn node(env: &Env, i: usize, url: &str, accounts: &str) -> (Node, u16) {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "node {i} did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(
+        &format!("node {i} did not start"),
+        Duration::from_secs(20),
+        || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+    );
     (Node(child), port)
 }
 

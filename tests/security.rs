@@ -183,11 +183,11 @@ fn healthz_is_503_when_no_session_can_be_opened() {
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("displacing"), "{body}");
     drop(waiting);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while http_get(server.http_port, "/healthz").0 != 200 {
-        assert!(Instant::now() < deadline, "still 503 with the caps free");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(
+        "still 503 with the caps free",
+        Duration::from_secs(10),
+        || http_get(server.http_port, "/healthz").0 == 200,
+    );
     // Full of logged-in sessions: nobody else gets in.
     let mut held = Vec::new();
     for src in ["127.0.0.4", "127.0.0.4", "127.0.0.5", "127.0.0.5"] {
@@ -199,11 +199,11 @@ fn healthz_is_503_when_no_session_can_be_opened() {
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("ftp: FAIL"), "{body}");
     drop(held);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while http_get(server.http_port, "/healthz").0 != 200 {
-        assert!(Instant::now() < deadline, "still 503 with the caps free");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(
+        "still 503 with the caps free",
+        Duration::from_secs(10),
+        || http_get(server.http_port, "/healthz").0 == 200,
+    );
 }
 
 #[test]
