@@ -102,20 +102,27 @@ impl Open {
         else {
             return false;
         };
-        let mine = self.by_ip.get_mut(&ip).expect("address just found");
-        let (_, closer) = mine
-            .waiting
-            .pop_front()
+        let (_, closer) = self
+            .by_ip
+            .get_mut(&ip)
+            .and_then(|mine| mine.waiting.pop_front())
             .expect("address has waiting connections");
         closer.cancel();
-        mine.open -= 1;
-        if mine.open == 0 {
-            self.by_ip.remove(&ip);
-        }
-        self.total -= 1;
-        metrics::SESSIONS_ACTIVE.dec();
+        self.release(ip);
         metrics::SESSIONS_DISPLACED.inc();
         true
+    }
+
+    /// Gives back one of `key`'s places.
+    fn release(&mut self, key: IpAddr) {
+        self.total -= 1;
+        if let Some(mine) = self.by_ip.get_mut(&key) {
+            mine.open -= 1;
+            if mine.open == 0 {
+                self.by_ip.remove(&key);
+            }
+        }
+        metrics::SESSIONS_ACTIVE.dec();
     }
 }
 
@@ -216,19 +223,17 @@ impl SessionSlot {
 
 impl Drop for SessionSlot {
     fn drop(&mut self) {
+        let mut open = self.limits.open.lock().expect("session lock");
+        // Asked under the lock, which displacement holds while it cancels, so
+        // that a slot displaced while it is being dropped gives its place
+        // back once.
         if self.closer.is_cancelled() {
             return; // its place was already given away
         }
-        let mut open = self.limits.open.lock().expect("session lock");
-        open.total -= 1;
         if let Some(mine) = open.by_ip.get_mut(&self.key) {
-            mine.open -= 1;
             mine.waiting.retain(|(id, _)| *id != self.id);
-            if mine.open == 0 {
-                open.by_ip.remove(&self.key);
-            }
         }
-        metrics::SESSIONS_ACTIVE.dec();
+        open.release(self.key);
     }
 }
 
@@ -306,6 +311,35 @@ mod tests {
         y.logged_in();
         assert!(limits.full());
         assert_eq!(limits.admit(ip("192.0.2.11")).unwrap_err(), Cap::Total);
+    }
+
+    #[test]
+    fn a_slot_dropped_while_displaced_gives_its_place_back_once() {
+        // Many addresses racing for few places: each newcomer displaces a
+        // waiting connection while others are being dropped.
+        let limits = SessionLimits::new(4, 8, 8);
+        std::thread::scope(|s| {
+            for t in 0..4u8 {
+                let limits = &limits;
+                s.spawn(move || {
+                    let mut held = VecDeque::new();
+                    for i in 0..50_000u32 {
+                        let addr = IpAddr::from([10, t, (i % 7) as u8, 1]);
+                        if let Ok(slot) = limits.admit(addr) {
+                            if i % 5 == 0 {
+                                slot.logged_in();
+                            }
+                            held.push_back(slot);
+                        }
+                        if held.len() > 2 {
+                            held.pop_front();
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(limits.usage(), (0, 0, 4));
+        assert!(limits.open.lock().unwrap().by_ip.is_empty());
     }
 
     #[test]
