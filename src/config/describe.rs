@@ -120,8 +120,8 @@ pub fn describe(config: &Config, registry_ranges: usize) -> String {
             a.timezone,
             a.encoding.name(),
             a.default_validity_minutes,
-            a.require_tls || ftp.tls.as_ref().is_some_and(|t| t.require),
-            a.max_account_bytes.unwrap_or(l.max_account_bytes),
+            config.tls_required(Some(a)),
+            config.max_account_bytes(Some(a)),
             if ips.is_empty() {
                 "anywhere".to_owned()
             } else {

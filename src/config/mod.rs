@@ -333,6 +333,20 @@ impl Config {
     pub fn account(&self, login: &str) -> Option<&AccountConfig> {
         self.accounts.iter().find(|a| a.login == login)
     }
+
+    /// Must `account` log in over TLS: required globally or by the account?
+    /// With no account (an unknown login), only the global requirement.
+    pub fn tls_required(&self, account: Option<&AccountConfig>) -> bool {
+        self.ftp.tls.as_ref().is_some_and(|tls| tls.require)
+            || account.is_some_and(|a| a.require_tls)
+    }
+
+    /// What `account` may store: its own `max_account_bytes`, else `[limits]`'s.
+    pub fn max_account_bytes(&self, account: Option<&AccountConfig>) -> u64 {
+        account
+            .and_then(|a| a.max_account_bytes)
+            .unwrap_or(self.limits.max_account_bytes)
+    }
 }
 
 #[cfg(test)]

@@ -126,8 +126,7 @@ impl Accounts {
     /// Must `login` use TLS (globally required, or by its account)?
     pub fn tls_required(&self, login: &str) -> bool {
         let config = self.config.get();
-        config.ftp.tls.as_ref().is_some_and(|tls| tls.require)
-            || config.account(login).is_some_and(|a| a.require_tls)
+        config.tls_required(config.account(login))
     }
 
     /// Verifies `password` against `hash`, waiting for a turn.
@@ -150,11 +149,9 @@ impl Accounts {
             return Err(Refusal::UnknownLogin);
         };
         let verified = self.verify(password, account.password_hash.clone()).await;
-        let tls_required =
-            account.require_tls || config.ftp.tls.as_ref().is_some_and(|tls| tls.require);
         if !verified {
             Err(Refusal::BadPassword)
-        } else if tls_required
+        } else if config.tls_required(Some(account))
             && creds.command_channel_security == ChannelEncryptionState::Plaintext
         {
             Err(Refusal::TlsRequired)

@@ -206,8 +206,7 @@ impl Front {
     async fn session(self, stream: TcpStream, peer: std::net::SocketAddr, slot: Arc<SessionSlot>) {
         let login_timeout = Duration::from_secs(self.live.get().ftp.login_timeout_secs);
         let for_server = slot.clone();
-        let front = self.clone();
-        let server = match tokio::task::spawn_blocking(move || front.server(for_server)).await {
+        let server = match tokio::task::spawn_blocking(move || self.server(for_server)).await {
             Ok(Ok(server)) => server,
             Ok(Err(e)) => {
                 return tracing::error!(error = %format!("{e:#}"), "ftp session not started");

@@ -72,10 +72,7 @@ impl Quota {
         let stored = bytes_under(&spool.home(login))?
             + bytes_under(&spool.work(login))?
             + bytes_under(&spool.processed(login))?;
-        let limit = config
-            .account(login)
-            .and_then(|a| a.max_account_bytes)
-            .unwrap_or(config.limits.max_account_bytes);
+        let limit = config.max_account_bytes(config.account(login));
         Ok(Charge {
             quota: self.clone(),
             login: login.to_owned(),
