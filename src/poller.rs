@@ -59,10 +59,7 @@ pub fn pending(dir: &Path) -> io::Result<Vec<PathBuf>> {
     for entry in entries {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if !crate::intake::batch::is_archive_name(&name)
-            || name.starts_with('.')
-            || crate::intake::batch::is_temporary_name(&name)
-        {
+        if !crate::intake::batch::is_archive_to_process(&name) {
             continue;
         }
         let meta = entry.metadata()?;

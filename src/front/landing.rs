@@ -45,7 +45,7 @@ use unftp_sbe_fs::Filesystem;
 use crate::front::auth::FtpUser;
 use crate::front::listing::{self, Entry, Recent};
 use crate::front::quota::Quota;
-use crate::intake::batch::{is_archive_name, is_temporary_name};
+use crate::intake::batch::{is_archive_to_process, is_temporary_name};
 
 /// What every session's back-end shares.
 #[derive(Debug)]
@@ -202,7 +202,7 @@ fn landing_name(path: &Path) -> Result<Name, storage::Error> {
     let name = name.to_string_lossy().into_owned();
     if is_temporary_name(&name) && (!name.starts_with('.') || name.starts_with(".in.")) {
         Ok(Name::Temporary(name))
-    } else if !name.starts_with('.') && is_archive_name(&name) {
+    } else if is_archive_to_process(&name) {
         Ok(Name::Archive(name))
     } else {
         Err(refuse(
@@ -400,8 +400,8 @@ impl StorageBackend<FtpUser> for Landing {
                 "resumed uploads are not supported: upload the whole archive".into(),
             ));
         }
-        let name = landing_name(path.as_ref())?;
-        let (Name::Archive(name) | Name::Temporary(name)) = &name;
+        let landing = landing_name(path.as_ref())?;
+        let (Name::Archive(name) | Name::Temporary(name)) = &landing;
         let part = user.home.join(format!(".{name}.uploading"));
         let target = user.home.join(name);
         let Some(mut upload) = Upload::start(&self.shared, part.clone(), target.clone()) else {
@@ -414,7 +414,7 @@ impl StorageBackend<FtpUser> for Landing {
         tokio::fs::rename(&part, &target).await?;
         upload.landed = true;
         drop(upload);
-        if is_archive_name(name) && !is_temporary_name(name) {
+        if let Name::Archive(_) = landing {
             self.landed(target).await;
         }
         Ok(total)

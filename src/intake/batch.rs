@@ -112,6 +112,12 @@ pub fn is_temporary_name(name: &str) -> bool {
         || lower.starts_with("tmp.")
 }
 
+/// Is `name` an archive to process once it is in an account's folder: a
+/// `*.zip` name, neither hidden (an upload in progress) nor temporary?
+pub fn is_archive_to_process(name: &str) -> bool {
+    is_archive_name(name) && !name.starts_with('.') && !is_temporary_name(name)
+}
+
 fn parse_stamp(s: &str) -> Option<NaiveDateTime> {
     let b = s.as_bytes();
     if b.len() != 14 || !b.iter().all(u8::is_ascii_digit) {
@@ -162,6 +168,16 @@ mod tests {
             ".x.zip",
         ] {
             assert!(!is_temporary_name(name), "{name}");
+        }
+        assert!(is_archive_to_process("guest_20120207231932.ZIP"));
+        for name in [
+            "tmp.guest_20120207231932.zip",
+            ".in.guest_20120207231932.zip",
+            ".guest_20120207231932.zip.uploading",
+            ".x.zip",
+            "guest_20120207231932.zip.part",
+        ] {
+            assert!(!is_archive_to_process(name), "{name}");
         }
     }
 
