@@ -10,7 +10,7 @@
 //! itself is left where it is: moving it out of the customer's folder is the
 //! poller's job.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use chrono::{DateTime, SubsecRound, Utc};
@@ -23,11 +23,6 @@ use crate::intake::zone::ZoneResolver;
 use crate::intake::{Job, Report, Tee, process};
 use crate::queue::Queue;
 use crate::reports::results::{ResultsCsv, publish_csv, write_summary};
-
-/// The account's results folder: `<spool>/<login>/results/`.
-pub fn results_dir(config: &Config, account: &AccountConfig) -> PathBuf {
-    config.spool.dir.join(&account.login).join("results")
-}
 
 /// Processes `path` for `account`; `Err` only when results or the queue cannot
 /// be written (the batch is then not committed, or its results not published).
@@ -46,7 +41,7 @@ pub fn ingest(
     let _entered = span.enter();
     let started = Instant::now();
     let report = (|| -> Result<Report, Rejection> {
-        let dir = results_dir(config, account);
+        let dir = config.spool.results(&account.login);
         let name = BatchName::parse(file_name).ok();
         if let Some(name) = name.as_ref().filter(|n| n.login == account.login)
             && let Some(summary) = queue.unfinished(&name.id)?

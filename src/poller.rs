@@ -36,16 +36,6 @@ use crate::intake::zone::{NumberZones, ZoneResolver};
 use crate::metrics;
 use crate::queue::{Backend, Queue};
 
-/// Where an account's archive waits while it is processed.
-pub fn work_dir(config: &Config, account: &AccountConfig) -> PathBuf {
-    config.spool.work(&account.login)
-}
-
-/// Where processed archives are kept.
-pub fn processed_dir(config: &Config, account: &AccountConfig) -> PathBuf {
-    config.spool.processed(&account.login)
-}
-
 /// Archives waiting in `dir`, in processing order: by the timestamp in the name
 /// (invalid names first, they are rejected at once), then upload completion
 /// time, then name.
@@ -99,7 +89,7 @@ fn move_file(from: &Path, to: &Path) -> io::Result<()> {
 
 /// Puts a finished archive away under a name not used yet, dated now for pruning.
 fn put_away(config: &Config, account: &AccountConfig, work: &Path) -> Result<(), Rejection> {
-    let dir = processed_dir(config, account);
+    let dir = config.spool.processed(&account.login);
     let name = work
         .file_name()
         .expect("a file")
@@ -128,7 +118,7 @@ pub fn poll_account(
     queue: &mut dyn Queue,
     account: &AccountConfig,
 ) -> Result<Vec<Report>, Rejection> {
-    let work = work_dir(config, account);
+    let work = config.spool.work(&account.login);
     let mut reports = Vec::new();
     // Left over from a process that died: finish it before anything newer.
     for path in pending(&work).map_err(|e| Rejection::internal(work.display(), e))? {
@@ -148,7 +138,7 @@ pub fn poll_account(
         }
         put_away(config, account, &path)?;
     }
-    let home = config.spool.dir.join(&account.login);
+    let home = config.spool.home(&account.login);
     for path in pending(&home).map_err(|e| Rejection::internal(home.display(), e))? {
         let to = work.join(path.file_name().expect("a file"));
         match move_file(&path, &to) {
@@ -172,7 +162,7 @@ pub fn prune(config: &Config, now: DateTime<Utc>) -> io::Result<usize> {
     let results = cutoff(config.spool.keep_results_days);
     let mut removed = 0;
     for account in &config.accounts {
-        removed += remove_older(&processed_dir(config, account), processed)?;
+        removed += remove_older(&config.spool.processed(&account.login), processed)?;
         removed += remove_older(&config.spool.results(&account.login), results)?;
     }
     Ok(removed)
@@ -202,7 +192,7 @@ fn remove_older(dir: &Path, cutoff: SystemTime) -> io::Result<usize> {
 /// Does `account` have an archive waiting, in its folder or left in `work/`?
 fn waiting(config: &Config, account: &AccountConfig) -> bool {
     let any = |dir: &Path| pending(dir).map_or(true, |found| !found.is_empty());
-    any(&work_dir(config, account)) || any(&config.spool.home(&account.login))
+    any(&config.spool.work(&account.login)) || any(&config.spool.home(&account.login))
 }
 
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);

@@ -40,9 +40,9 @@ fn prepare_folders(config: &Config) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(&config.spool.state_dir)
         .with_context(|| format!("cannot create {}", config.spool.state_dir.display()))?;
     for account in &config.accounts {
-        let home = config.spool.dir.join(&account.login);
-        std::fs::create_dir_all(home.join("results"))
-            .with_context(|| format!("cannot create {}", home.display()))?;
+        let results = config.spool.results(&account.login);
+        std::fs::create_dir_all(&results)
+            .with_context(|| format!("cannot create {}", results.display()))?;
     }
     config
         .spool

@@ -8,7 +8,7 @@ use std::path::Path;
 use common::*;
 use smsdrop::config::Config;
 use smsdrop::intake::zone::NumberZones;
-use smsdrop::poller::{poll_account, processed_dir, prune, work_dir};
+use smsdrop::poller::{poll_account, prune};
 use smsdrop::queue::{Queue, SqliteQueue};
 
 fn setup(env: &Env) -> Config {
@@ -79,13 +79,13 @@ fn oldest_first_and_everything_else_left_alone() {
     );
     let account = &config.accounts[0];
     assert_eq!(
-        std::fs::read_dir(processed_dir(&config, account))
+        std::fs::read_dir(config.spool.processed(&account.login))
             .unwrap()
             .count(),
         3
     );
     assert_eq!(
-        std::fs::read_dir(work_dir(&config, account))
+        std::fs::read_dir(config.spool.work(&account.login))
             .unwrap()
             .count(),
         0
@@ -104,7 +104,7 @@ fn oldest_first_and_everything_else_left_alone() {
             .exists()
     );
     assert_eq!(
-        std::fs::read_dir(processed_dir(&config, account))
+        std::fs::read_dir(config.spool.processed(&account.login))
             .unwrap()
             .count(),
         4
@@ -137,7 +137,7 @@ fn an_archive_left_in_work_is_resumed_first_and_queued_once() {
 
     // A process died while reading this one (nothing committed) ...
     drop_file(
-        &work_dir(&config, account),
+        &config.spool.work(&account.login),
         "guest_20261123080000.zip",
         &archive("resumed"),
     );
@@ -152,7 +152,7 @@ fn an_archive_left_in_work_is_resumed_first_and_queued_once() {
     assert_eq!(first[0].summary.batch, "guest_20261123080000");
 
     drop_file(
-        &work_dir(&config, account),
+        &config.spool.work(&account.login),
         "guest_20261123070000.zip",
         &archive("done"),
     );
