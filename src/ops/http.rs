@@ -182,7 +182,7 @@ async fn queue_depth(probe: &Probe) -> Result<i64, String> {
     {
         return depth.clone();
     }
-    let depth = count_queue(probe).await;
+    let depth = ask_queue(probe, |queue| queue.depth()).await;
     *last = Some((Instant::now(), depth.clone()));
     depth
 }
@@ -205,11 +205,6 @@ async fn ask_queue<T: Send + 'static>(
         Ok(Err(e)) => Err(format!("query task failed: {e}")),
         Err(_) => Err(format!("no answer within {} s", PROBE_TIMEOUT.as_secs())),
     }
-}
-
-/// Counts the queue.
-async fn count_queue(probe: &Probe) -> Result<i64, String> {
-    ask_queue(probe, |queue| queue.depth()).await
 }
 
 async fn update_queue_depth(probe: &Probe) -> Result<(), String> {
